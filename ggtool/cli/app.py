@@ -20,6 +20,11 @@ from ggtool.errors import exit_code_for, is_user_error
 
 COMMAND_MODULES = [
     "ggtool.cli.inspect_cmd",
+    "ggtool.cli.convert_cmd",
+    "ggtool.cli.quantize_cmd",
+    "ggtool.cli.store_cmds",
+    "ggtool.cli.create_cmd",
+    "ggtool.cli.registry_cmds",
 ]
 
 app = typer.Typer(

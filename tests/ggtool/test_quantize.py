@@ -1,0 +1,249 @@
+"""`ggtool quantize`: whole files byte-identical to llama.cpp's llama_model_quantize, and the
+command's behaviour on good and bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as T
+from gguf import GGUFValueType as V
+
+from ggtool.cli.app import main
+from ggtool.gguf_io import GGUFStreamWriter, KVEntry, TensorSpec, read_gguf
+
+FILE_TYPES = [
+    "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L",
+    "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "F16", "BF16", "F32",
+]
+
+
+@dataclass(frozen=True)
+class TinyLlama:
+    """A random-weight llama GGUF written the way a converter writes it (converter order)."""
+
+    name: str
+    n_layer: int = 8
+    n_embd: int = 256
+    n_ff: int = 512
+    n_head: int = 4
+    n_head_kv: int = 4
+    n_vocab: int = 512
+    tied: bool = False
+    dtype: int = T.F16
+    shuffled: bool = False  # tensors in an order llama-quantize must re-sort
+
+    def write(self, path: Path, *, poison: str | None = None) -> Path:
+        rng = np.random.default_rng(abs(hash(self.name)) % 2**32)
+        head_dim = self.n_embd // self.n_head
+        arch = "llama"
+        kv = [
+            KVEntry("general.architecture", V.STRING, arch),
+            KVEntry("general.name", V.STRING, self.name),
+            KVEntry(f"{arch}.block_count", V.UINT32, self.n_layer),
+            KVEntry(f"{arch}.context_length", V.UINT32, 256),
+            KVEntry(f"{arch}.embedding_length", V.UINT32, self.n_embd),
+            KVEntry(f"{arch}.feed_forward_length", V.UINT32, self.n_ff),
+            KVEntry(f"{arch}.attention.head_count", V.UINT32, self.n_head),
+            KVEntry(f"{arch}.attention.head_count_kv", V.UINT32, self.n_head_kv),
+            KVEntry(f"{arch}.attention.layer_norm_rms_epsilon", V.FLOAT32, 1e-5),
+            KVEntry("general.file_type", V.UINT32, 1 if self.dtype == T.F16 else 32),
+            KVEntry("tokenizer.ggml.model", V.STRING, "gpt2"),
+            KVEntry("tokenizer.ggml.tokens", V.ARRAY, [f"t{i}" for i in range(self.n_vocab)], V.STRING),
+        ]
+        shapes: list[tuple[str, tuple[int, ...]]] = [("token_embd.weight", (self.n_embd, self.n_vocab))]
+        for i in range(self.n_layer):
+            p = f"blk.{i}."
+            shapes += [
+                (p + "attn_norm.weight", (self.n_embd,)),
+                (p + "attn_q.weight", (self.n_embd, self.n_embd)),
+                (p + "attn_k.weight", (self.n_embd, head_dim * self.n_head_kv)),
+                (p + "attn_v.weight", (self.n_embd, head_dim * self.n_head_kv)),
+                (p + "attn_output.weight", (self.n_embd, self.n_embd)),
+                (p + "ffn_norm.weight", (self.n_embd,)),
+                (p + "ffn_gate.weight", (self.n_embd, self.n_ff)),
+                (p + "ffn_up.weight", (self.n_embd, self.n_ff)),
+                (p + "ffn_down.weight", (self.n_ff, self.n_embd)),
+            ]
+        shapes.append(("output_norm.weight", (self.n_embd,)))
+        if not self.tied:
+            shapes.append(("output.weight", (self.n_embd, self.n_vocab)))
+        if self.shuffled:
+            shapes = [shapes[i] for i in rng.permutation(len(shapes))]
+        specs, datas = [], []
+        for name, ne in shapes:
+            typ = T.F32 if len(ne) == 1 else self.dtype
+            vals = rng.standard_normal(tuple(reversed(ne))).astype(np.float32) * 0.05
+            if name == poison:
+                vals.flat[3] = np.nan
+            if typ == T.F32:
+                data = vals
+            elif typ == T.F16:
+                data = vals.astype(np.float16)
+            else:  # BF16, round to nearest even
+                bits = vals.view(np.uint32)
+                data = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+            specs.append(TensorSpec(name, ne, typ))
+            datas.append(data)
+        with GGUFStreamWriter(path, kv, specs) as w:
+            for s, d in zip(specs, datas, strict=True):
+                w.write_tensor(s.name, d)
+        return path
+
+
+MODELS = [
+    TinyLlama("dense"),
+    TinyLlama("tied", tied=True),
+    TinyLlama("gqa-shuffled", n_head=8, n_head_kv=2, shuffled=True),
+    TinyLlama("fallback", n_ff=320, n_head_kv=2),  # ffn_down rows of 320: Q4_K->Q5_0, Q6_K->Q8_0
+    TinyLlama("bf16", dtype=T.BF16, n_layer=4),
+]
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def _llama_quantize(src: Path, dst: Path, file_type: str) -> None:
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    name = "LLAMA_FTYPE_ALL_F32" if file_type == "F32" else f"LLAMA_FTYPE_MOSTLY_{file_type}"
+    params.ftype = getattr(llama_cpp, name)
+    params.nthread = 2
+    assert llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), params) == 0
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("models")
+    return {m.name: m.write(d / f"{m.name}.gguf") for m in MODELS}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", [m.name for m in MODELS])
+def test_whole_file_identical_to_llama_cpp(model: str, model_files: dict[str, Path], tmp_path: Path) -> None:
+    src = model_files[model]
+    mismatches = []
+    for ft in FILE_TYPES:
+        ref, ours = tmp_path / f"ref-{ft}.gguf", tmp_path / f"ours-{ft}.gguf"
+        _llama_quantize(src, ref, ft)
+        assert main(["-q", "quantize", str(src), ft, "-o", str(ours), "--threads", "2"]) == 0
+        if _sha(ref) != _sha(ours):
+            mismatches.append(ft)
+        ref.unlink()
+        ours.unlink()
+    assert mismatches == []
+
+
+def test_q4_k_m_fast_tier(model_files: dict[str, Path], tmp_path: Path) -> None:
+    """One file type on the fallback model, in the fast tier (the oracle runs in-process)."""
+    src = model_files["fallback"]
+    ref, ours = tmp_path / "ref.gguf", tmp_path / "ours.gguf"
+    _llama_quantize(src, ref, "Q4_K_M")
+    assert main(["-q", "quantize", str(src), "q4_k_m", "-o", str(ours)]) == 0
+    assert _sha(ref) == _sha(ours)
+
+
+def test_default_output_name_json_events_and_result(
+    model_files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "m-F16.gguf"
+    src.write_bytes(model_files["dense"].read_bytes())
+    assert main(["quantize", str(src), "Q8_0", "--json"]) == 0
+    events = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    result = events[-1]
+    out = tmp_path / "m-Q8_0.gguf"
+    assert result["path"] == str(out) and result["status"] == "success"
+    assert result["sha256"] == _sha(out) and result["size"] == out.stat().st_size
+    assert all("status" in e for e in events)
+    with read_gguf(out) as g:
+        keys = list(g.kv)
+        assert keys[-2:] == ["general.quantization_version", "general.file_type"]
+        assert g.get("general.file_type") == 7 and g.get("general.quantization_version") == 2
+        assert g.alignment == 32
+
+
+def test_no_overwrite_without_force(model_files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "o.gguf"
+    out.write_bytes(b"keep me")
+    assert main(["quantize", str(model_files["dense"]), "q4_0", "-o", str(out)]) == 1
+    assert "--force" in capsys.readouterr().err
+    assert out.read_bytes() == b"keep me"
+    assert main(["-q", "quantize", str(model_files["dense"]), "q4_0", "-o", str(out), "--force"]) == 0
+    assert out.read_bytes()[:4] == b"GGUF"
+
+
+def test_dry_run_plan(model_files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["quantize", str(model_files["fallback"]), "q4_k_m", "--dry-run", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    types = {t["name"]: t["type"] for t in plan["plan"]}
+    assert types["output.weight"] == "Q6_K"
+    assert types["blk.0.ffn_down.weight"] == "Q8_0"  # Q6_K falls back for 320-long rows
+    assert types["blk.2.ffn_down.weight"] == "Q5_0"  # Q4_K falls back
+    assert types["blk.0.attn_norm.weight"] == "F32"
+    assert plan["size"] > 0
+    assert not any(p.suffix == ".gguf" for p in tmp_path.iterdir())
+
+
+def test_overrides_and_pure(model_files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["quantize", str(model_files["dense"]), "q4_k_m", "--dry-run", "--json",
+            "--output-tensor-type", "q8_0", "--token-embedding-type", "f16", "--pure"]
+    assert main(args) == 0
+    types = {t["name"]: t["type"] for t in json.loads(capsys.readouterr().out)["plan"]}
+    assert types["output.weight"] == "Q8_0" and types["token_embd.weight"] == "F16"
+    assert {types[f"blk.{i}.attn_v.weight"] for i in range(8)} == {"Q4_K"}  # pure: no mixture
+
+
+@pytest.mark.parametrize(
+    ("file_type", "message"),
+    [
+        ("q9_z", "unknown file type 'q9_z'; valid: Q4_0"),
+        ("IQ2_XXS", "needs an importance matrix"),
+        ("Q2_K_S", "needs an importance matrix"),
+        ("TQ1_0", "not implemented"),
+    ],
+)
+def test_bad_type(file_type: str, message: str, model_files: dict[str, Path], tmp_path: Path,
+                  capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "o.gguf"
+    assert main(["quantize", str(model_files["dense"]), file_type, "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    notgguf = tmp_path / "x.gguf"
+    notgguf.write_bytes(b"PK\x03\x04" + b"\0" * 100)
+    assert main(["quantize", str(notgguf), "q4_0"]) == 1
+    assert "not a valid GGUF file" in capsys.readouterr().err
+    assert main(["quantize", str(tmp_path / "missing.gguf"), "q4_0"]) == 3
+    truncated = tmp_path / "t.gguf"
+    full = TinyLlama("t", n_layer=1).write(tmp_path / "full.gguf").read_bytes()
+    truncated.write_bytes(full[: len(full) // 2])
+    assert main(["quantize", str(truncated), "q4_0", "-o", str(tmp_path / "o.gguf")]) == 1
+    assert "truncated" in capsys.readouterr().err
+    assert not (tmp_path / "o.gguf").exists()
+
+
+def test_nan_refused_with_tensor_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = TinyLlama("nan", n_layer=2).write(tmp_path / "nan.gguf", poison="blk.1.ffn_up.weight")
+    out = tmp_path / "o.gguf"
+    assert main(["quantize", str(src), "q4_k_m", "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "blk.1.ffn_up.weight" in err and "NaN" in err
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.gguf"]
+
+
+def test_requantize_needs_flag(model_files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    q = tmp_path / "q.gguf"
+    assert main(["-q", "quantize", str(model_files["dense"]), "q8_0", "-o", str(q)]) == 0
+    assert main(["quantize", str(q), "q4_0", "-o", str(tmp_path / "r.gguf")]) == 2
+    assert "--allow-requantize" in capsys.readouterr().err
+    assert main(["-q", "quantize", str(q), "q4_0", "-o", str(tmp_path / "r.gguf"), "--allow-requantize"]) == 0
