@@ -93,6 +93,26 @@ def gguf_source(path: Path) -> TensorSource:
     return TensorSource(list(g.kv.values()), [make(t) for t in g.tensors], str(path), g.close)
 
 
+def plan_source(plan: Any) -> TensorSource:
+    """A converter's plan (`converters.plan.ConversionPlan`, made for --outtype f32) as a
+    tensor source: every tensor reads as the float32 values `convert --outtype f32` would
+    store, so `convert --quantize T` equals `convert --outtype f32` then `quantize T`."""
+    kv = [KVEntry(m.key, m.vtype, m.value, m.subtype) for m in plan.metadata]
+
+    def make(tp: Any) -> SourceTensor:
+        def rows(n: int) -> Iterator[np.ndarray]:
+            max_bytes = max(1, n) * tp.ne[0] * 4
+            for chunk in tp.chunks(max_bytes):
+                yield np.ascontiguousarray(chunk, dtype=np.float32).reshape(-1, tp.ne[0])
+
+        def raw() -> Iterator[np.ndarray]:
+            yield from rows(max(1, (1 << 24) // max(1, tp.ne[0] * 4)))
+
+        return SourceTensor(tp.name, tuple(tp.ne), 0, raw, rows)  # 0 = F32
+
+    return TensorSource(kv, [make(t) for t in plan.tensors], plan.hf_architecture, plan.close)
+
+
 # -- order and metadata, as llama-quantize writes them ----------------------------------------
 def trim_dims(ne: tuple[int, ...]) -> tuple[int, ...]:
     """ggml_n_dims: trailing 1-sized dimensions are dropped (at least one remains)."""

@@ -1,3 +1,4 @@
+# ruff: noqa: E741  (`l` etc. mirror the variable names of ggml-quants.c)
 """numba port of ggml's reference quantizers: the same scalar loops as ggml-quants.c.
 
 Why numba: the K-quant searches (16-21 candidate scales per sub-block, each a sequential
@@ -43,6 +44,7 @@ F16_5 = F(16.5)
 HALF = F(0.5)
 TENTH = F(0.1)
 _JIT = {"cache": True, "nogil": True, "fastmath": False, "error_model": "numpy"}
+_INLINE = {**_JIT, "inline": "always"}  # helpers: no call, no refcounting of array args
 
 
 @intrinsic
@@ -266,15 +268,62 @@ def q8_0(x, out):
 # ------------------------------------------------------------------ K-quant helpers
 
 
+# The candidate searches are split into an element-wise loop (levels and the products to be
+# summed, which LLVM vectorizes: each lane is still one IEEE float32 op, as in C) and a
+# sequential loop that adds the products in C's order. Same operands, same order of the
+# sums, so the same bits; about twice as fast as one fused scalar loop.
+
+
 @njit(**_JIT)
-def make_qkx2(n, nmax, x, xo, w, L, lo, Laux, rmin, rdelta, nstep, use_mad):
+def scratch():
+    """Work arrays of one kernel call: xs, w, fbest, fa, pa, pb, pc, pe (32 float32 each)."""
+    return (
+        np.zeros(32, np.float32),
+        np.zeros(32, np.float32),
+        np.zeros(32, np.float32),
+        np.zeros(32, np.float32),
+        np.zeros(32, np.float32),
+        np.zeros(32, np.float32),
+        np.zeros(32, np.float32),
+        np.zeros(32, np.float32),
+    )
+
+
+@njit(**_INLINE)
+def _qkx2_levels(n, nmax, xs, w, mn, iscale, fa, pa, pb, pc):
+    for i in range(n):
+        fl = F(max(0, min(nmax, nearest_int(iscale * (xs[i] - mn)))))
+        fa[i] = fl
+        a = w[i] * fl  # w*l
+        pa[i] = a
+        pb[i] = a * fl  # w*l*l
+        pc[i] = a * xs[i]  # w*l*x
+
+
+@njit(**_INLINE)
+def _qkx2_error(n, xs, w, fl, scale, mn, use_mad, pe):
+    """sum_i w * f(scale*L + min - x), f = |.| (use_mad) or square, summed in order."""
+    for i in range(n):
+        diff = scale * fl[i] + mn - xs[i]
+        pe[i] = w[i] * (abs(diff) if use_mad else diff * diff)
+    err = Z
+    for i in range(n):
+        err += pe[i]
+    return err
+
+
+@njit(**_INLINE)
+def make_qkx2(n, nmax, x, xo, w, L, lo, S, rmin, rdelta, nstep, use_mad):
     """make_qkx2_quants over x[xo:xo+n], weights w[:n]; writes L[lo:lo+n]; -> (scale, the_min)."""
-    mn = x[xo]
-    mx = x[xo]
+    xs, _, fbest, fa, pa, pb, pc, pe = S
+    for i in range(n):
+        xs[i] = x[xo + i]
+    mn = xs[0]
+    mx = xs[0]
     sum_w = w[0]
-    sum_x = sum_w * x[xo]
+    sum_x = sum_w * xs[0]
     for i in range(1, n):
-        xi = x[xo + i]
+        xi = xs[i]
         if xi < mn:
             mn = xi
         if xi > mx:
@@ -291,26 +340,18 @@ def make_qkx2(n, nmax, x, xo, w, L, lo, Laux, rmin, rdelta, nstep, use_mad):
     fnmax = F(nmax)
     iscale = fnmax / (mx - mn)
     scale = ONE / iscale
-    best = Z
-    for i in range(n):
-        li = max(0, min(nmax, nearest_int(iscale * (x[xo + i] - mn))))
-        L[lo + i] = li
-        diff = scale * F(li) + mn - x[xo + i]
-        diff = abs(diff) if use_mad else diff * diff
-        best += w[i] * diff
+    _qkx2_levels(n, nmax, xs, w, mn, iscale, fbest, pa, pb, pc)
+    best = _qkx2_error(n, xs, w, fbest, scale, mn, use_mad, pe)
     for step in range(nstep + 1):
-        iscale = (rmin + rdelta * F(step) + fnmax) / (mx - mn)
+        iscale = (rmin + rdelta * F(step) + fnmax) / (mx - mn)  # uses the current min
+        _qkx2_levels(n, nmax, xs, w, mn, iscale, fa, pa, pb, pc)
         sum_l = Z
         sum_l2 = Z
         sum_xl = Z
         for i in range(n):
-            li = max(0, min(nmax, nearest_int(iscale * (x[xo + i] - mn))))
-            Laux[i] = li
-            fl = F(li)
-            wi = w[i]
-            sum_l += wi * fl
-            sum_l2 += wi * fl * fl
-            sum_xl += wi * fl * x[xo + i]
+            sum_l += pa[i]
+            sum_l2 += pb[i]
+            sum_xl += pc[i]
         D = sum_w * sum_l2 - sum_l * sum_l
         if D > Z:
             this_scale = (sum_w * sum_xl - sum_x * sum_l) / D
@@ -318,68 +359,77 @@ def make_qkx2(n, nmax, x, xo, w, L, lo, Laux, rmin, rdelta, nstep, use_mad):
             if this_min > Z:
                 this_min = Z
                 this_scale = sum_xl / sum_l2
-            cur = Z
-            for i in range(n):
-                diff = this_scale * F(Laux[i]) + this_min - x[xo + i]
-                diff = abs(diff) if use_mad else diff * diff
-                cur += w[i] * diff
+            cur = _qkx2_error(n, xs, w, fa, this_scale, this_min, use_mad, pe)
             if cur < best:
                 for i in range(n):
-                    L[lo + i] = Laux[i]
+                    fbest[i] = fa[i]
                 best = cur
                 scale = this_scale
                 mn = this_min
+    for i in range(n):
+        L[lo + i] = np.int64(fbest[i])
     return scale, -mn
 
 
-@njit(**_JIT)
-def make_qx_rmse1(x, xo, L, lo):
+@njit(**_INLINE)
+def _qx_levels(xs, iscale, w, wx, fl, p1, p2):
+    for i in range(16):
+        v = F(max(-32, min(31, nearest_int(iscale * xs[i]))))
+        fl[i] = v
+        p1[i] = wx[i] * v  # w*x*l
+        p2[i] = w[i] * v * v  # w*l*l
+
+
+@njit(**_INLINE)
+def make_qx_rmse1(x, xo, L, lo, S):
     """make_qx_quants(16, 32, x, L, rmse_type=1, NULL); writes L[lo:lo+16] (0..63)."""
+    xs, w, wx, fl, p1, p2, _, _ = S
+    for i in range(16):
+        xs[i] = x[xo + i]
     amax = Z
     mx = Z
     for i in range(16):
-        ax = abs(x[xo + i])
+        ax = abs(xs[i])
         if ax > amax:
             amax = ax
-            mx = x[xo + i]
+            mx = xs[i]
     if amax < EPS:
         for i in range(16):
             L[lo + i] = 0
         return Z
+    for i in range(16):
+        w[i] = xs[i] * xs[i]
+        wx[i] = w[i] * xs[i]
     iscale = F(-32.0) / mx
+    _qx_levels(xs, iscale, w, wx, fl, p1, p2)
     sumlx = Z
     suml2 = Z
     for i in range(16):
-        xi = x[xo + i]
-        li = max(-32, min(31, nearest_int(iscale * xi)))
-        L[lo + i] = li + 32
-        w = xi * xi
-        fl = F(li)
-        sumlx += w * xi * fl
-        suml2 += w * fl * fl
+        sumlx += p1[i]
+        suml2 += p2[i]
+    for i in range(16):
+        L[lo + i] = np.int64(fl[i]) + 32
     scale = sumlx / suml2 if suml2 != Z else Z
     best = scale * sumlx
     for step in range(-9, 10):
         if step == 0:
             continue
         iscale = -(F(32.0) + TENTH * F(step)) / mx
+        _qx_levels(xs, iscale, w, wx, fl, p1, p2)
         sumlx = Z
         suml2 = Z
         for i in range(16):
-            xi = x[xo + i]
-            fl = F(max(-32, min(31, nearest_int(iscale * xi))))
-            w = xi * xi
-            sumlx += w * xi * fl
-            suml2 += w * fl * fl
+            sumlx += p1[i]
+            suml2 += p2[i]
         if suml2 > Z and sumlx * sumlx > best * suml2:
             for i in range(16):
-                L[lo + i] = 32 + max(-32, min(31, nearest_int(iscale * x[xo + i])))
+                L[lo + i] = np.int64(fl[i]) + 32
             scale = sumlx / suml2
             best = scale * sumlx
     return scale
 
 
-@njit(**_JIT)
+@njit(**_INLINE)
 def make_q3(x, xo, L, lo):
     """make_q3_quants(16, 4, x, L, do_rmse=true); writes L[lo:lo+16] (0..7, or all 0)."""
     amax = Z
@@ -434,7 +484,7 @@ def make_q3(x, xo, L, lo):
 
 
 @njit(**_JIT)
-def _qkx_k(x, xb, nmax, rmin, nstep, L, Laux, w, scales, mins, ls, lm):
+def _qkx_k(x, xb, nmax, rmin, nstep, L, S, scales, mins, ls, lm):
     """Shared Q4_K/Q5_K body: fills L (final levels), ls/lm (6-bit scales); -> (d bits, dmin bits)."""
     max_scale = Z
     max_min = Z
@@ -444,9 +494,10 @@ def _qkx_k(x, xb, nmax, rmin, nstep, L, Laux, w, scales, mins, ls, lm):
             v = x[xb + 32 * j + l]
             sum_x2 += v * v
         av_x = np.sqrt(sum_x2 / F(32.0))
+        w = S[1]
         for l in range(32):
             w[l] = av_x + abs(x[xb + 32 * j + l])
-        s, m = make_qkx2(32, nmax, x, xb + 32 * j, w, L, 32 * j, Laux, rmin, TENTH, nstep, False)
+        s, m = make_qkx2(32, nmax, x, xb + 32 * j, w, L, 32 * j, S, rmin, TENTH, nstep, False)
         scales[j] = s
         mins[j] = m
         if s > max_scale:
@@ -483,15 +534,14 @@ def _put_k_scales(out, o, ls, lm):
 @njit(**_JIT)
 def q4_k(x, out):
     L = np.zeros(256, np.int64)
-    Laux = np.zeros(32, np.int64)
-    w = np.zeros(32, np.float32)
+    S = scratch()
     scales = np.zeros(8, np.float32)
     mins = np.zeros(8, np.float32)
     ls = np.zeros(8, np.int64)
     lm = np.zeros(8, np.int64)
     for i in range(x.size // 256):
         ob = i * 144
-        dh, mh = _qkx_k(x, i * 256, 15, F(-1.0), 20, L, Laux, w, scales, mins, ls, lm)
+        dh, mh = _qkx_k(x, i * 256, 15, F(-1.0), 20, L, S, scales, mins, ls, lm)
         put_f16(out, ob, dh)
         put_f16(out, ob + 2, mh)
         _put_k_scales(out, ob + 4, ls, lm)
@@ -503,15 +553,14 @@ def q4_k(x, out):
 @njit(**_JIT)
 def q5_k(x, out):
     L = np.zeros(256, np.int64)
-    Laux = np.zeros(32, np.int64)
-    w = np.zeros(32, np.float32)
+    S = scratch()
     scales = np.zeros(8, np.float32)
     mins = np.zeros(8, np.float32)
     ls = np.zeros(8, np.int64)
     lm = np.zeros(8, np.int64)
     for i in range(x.size // 256):
         ob = i * 176
-        dh, mh = _qkx_k(x, i * 256, 31, F(-0.5), 15, L, Laux, w, scales, mins, ls, lm)
+        dh, mh = _qkx_k(x, i * 256, 31, F(-0.5), 15, L, S, scales, mins, ls, lm)
         put_f16(out, ob, dh)
         put_f16(out, ob + 2, mh)
         _put_k_scales(out, ob + 4, ls, lm)
@@ -537,14 +586,16 @@ def _put_2bit(out, o, L):
     for h in range(2):
         for l in range(32):
             j = 128 * h + l
-            out[o + 32 * h + l] = (L[j] | (L[j + 32] << 2) | (L[j + 64] << 4) | (L[j + 96] << 6)) & 0xFF
+            out[o + 32 * h + l] = (
+                L[j] | (L[j + 32] << 2) | (L[j + 64] << 4) | (L[j + 96] << 6)
+            ) & 0xFF
 
 
 @njit(**_JIT)
 def q2_k(x, out):
     L = np.zeros(256, np.int64)
-    Laux = np.zeros(16, np.int64)
-    w = np.zeros(16, np.float32)
+    S = scratch()
+    w = S[1]
     scales = np.zeros(16, np.float32)
     mins = np.zeros(16, np.float32)
     sc = np.zeros(16, np.int64)
@@ -556,7 +607,7 @@ def q2_k(x, out):
         for j in range(16):
             for l in range(16):
                 w[l] = abs(x[xb + 16 * j + l])
-            s, m = make_qkx2(16, 3, x, xb + 16 * j, w, L, 16 * j, Laux, F(-0.5), TENTH, 15, True)
+            s, m = make_qkx2(16, 3, x, xb + 16 * j, w, L, 16 * j, S, F(-0.5), TENTH, 15, True)
             scales[j] = s
             mins[j] = m
             if s > max_scale:
@@ -630,10 +681,7 @@ def q3_k(x, out):
             dh = fp16_bits(Z)
         d = fp16_value(dh)
         for j in range(16):
-            if j < 8:
-                s6 = sb[j] & 0xF
-            else:
-                s6 = sb[j - 8] >> 4
+            s6 = sb[j] & 0xF if j < 8 else sb[j - 8] >> 4
             s6 = (s6 | (((sb[8 + j % 4] >> (2 * (j // 4))) & 3) << 4)) - 32
             dd = d * F(s6)
             if dd == Z:
@@ -656,6 +704,7 @@ def q3_k(x, out):
 @njit(**_JIT)
 def q6_k(x, out):
     L = np.zeros(256, np.int64)
+    S = scratch()
     scales = np.zeros(16, np.float32)
     sc = np.zeros(16, np.int64)
     for i in range(x.size // 256):
@@ -664,7 +713,7 @@ def q6_k(x, out):
         max_scale = Z
         max_abs = Z
         for ib in range(16):
-            s = make_qx_rmse1(x, xb + 16 * ib, L, 16 * ib)
+            s = make_qx_rmse1(x, xb + 16 * ib, L, 16 * ib, S)
             scales[ib] = s
             if abs(s) > max_abs:
                 max_abs = abs(s)
@@ -695,11 +744,36 @@ def q6_k(x, out):
                 out[ob + 64 * h + l] = q1 | (q3 << 4)
                 out[ob + 64 * h + 32 + l] = q2 | (q4 << 4)
                 out[ob + 128 + 32 * h + l] = (
-                    (L[j] >> 4) | ((L[j + 32] >> 4) << 2) | ((L[j + 64] >> 4) << 4) | ((L[j + 96] >> 4) << 6)
+                    (L[j] >> 4)
+                    | ((L[j + 32] >> 4) << 2)
+                    | ((L[j + 64] >> 4) << 4)
+                    | ((L[j + 96] >> 4) << 6)
                 ) & 0xFF
         for ib in range(16):
             out[ob + 192 + ib] = sc[ib] & 0xFF
         put_f16(out, ob + 208, dh)
+
+
+# ------------------------------------------------------------------ F16 / BF16
+
+
+@njit(**_JIT)
+def f16(x, out):
+    """ggml_fp32_to_fp16_row; out holds 2 little-endian bytes per value."""
+    for i in range(x.size):
+        put_f16(out, 2 * i, fp16_bits(x[i]))
+
+
+@njit(**_JIT)
+def bf16(x, out):
+    """ggml_fp32_to_bf16_row_ref: round to nearest even, NaN -> quiet NaN."""
+    for i in range(x.size):
+        u = np.int64(_bits(x[i])) & 0xFFFFFFFF
+        if (u & 0x7FFFFFFF) > 0x7F800000:
+            h = (u >> 16) | 64
+        else:
+            h = ((u + (0x7FFF + ((u >> 16) & 1))) & 0xFFFFFFFF) >> 16
+        put_f16(out, 2 * i, h)
 
 
 KERNELS = {
@@ -713,6 +787,8 @@ KERNELS = {
     GGMLType.Q4_K: q4_k,
     GGMLType.Q5_K: q5_k,
     GGMLType.Q6_K: q6_k,
+    GGMLType.F16: f16,
+    GGMLType.BF16: bf16,
 }
 
 # ------------------------------------------------------------------ threading
@@ -726,7 +802,9 @@ def _executor() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="quant")
+            _pool = ThreadPoolExecutor(
+                max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="quant"
+            )
         return _pool
 
 

@@ -84,13 +84,15 @@ def round_fp16(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def fp32_to_bf16_bits(x: np.ndarray) -> np.ndarray:
     """`ggml_compute_fp32_to_bf16`: round to nearest even; NaN -> quiet NaN keeping the top bits."""
-    u = f32(x).view(np.uint32).astype(np.uint64)
-    r = ((u + (np.uint64(0x7FFF) + ((u >> np.uint64(16)) & np.uint64(1)))) >> np.uint64(16)) & np.uint64(
-        0xFFFF
+    u = f32(x).view(np.uint32)
+    # uint32 wrap-around as in C; it only happens for negative NaNs, which are replaced below
+    r = ((u + (np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1)))) >> np.uint32(16)).astype(
+        np.uint16
     )
-    nan = (u & np.uint64(0x7FFFFFFF)) > np.uint64(0x7F800000)
-    r = np.where(nan, (u >> np.uint64(16)) | np.uint64(64), r)
-    return r.astype(np.uint16)
+    nan = (u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    if nan.any():
+        r[nan] = ((u[nan] >> np.uint32(16)) | np.uint32(64)).astype(np.uint16)
+    return r
 
 
 def bf16_bits_to_fp32(h: np.ndarray) -> np.ndarray:

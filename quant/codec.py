@@ -20,9 +20,9 @@ from .formats import GGMLType, TypeTraits, as_type, require_supported, traits
 
 Backend = Literal["auto", "numba", "numpy"]
 
-# Values per work unit: ~16 MiB of float32 input. NumPy's K-quant temporaries are a few
-# dozen arrays of this size; the numba path splits each unit over the threads.
+# Values per work unit: 16 MiB of float32 input, split over the threads by the numba path.
 CHUNK_VALUES = 1 << 22
+NUMPY_CHUNK_VALUES = 1 << 20  # the NumPy K-quants keep ~20 temporaries of the piece's size
 
 _Q = GGMLType
 NUMPY_QUANTIZE: dict[GGMLType, Callable[[np.ndarray], np.ndarray]] = {
@@ -98,14 +98,13 @@ def _resolve_backend(backend: Backend) -> str:
 
 
 def _as_rows(array: np.ndarray, tr: TypeTraits) -> np.ndarray:
-    """Any array whose last axis is the row -> 2-D C-contiguous float32 (rows, ne0)."""
+    """Any array whose last axis is the row -> 2-D (rows, ne0), dtype unchanged (converted
+    to float32 piece by piece later, so a float16 tensor never exists whole as float32)."""
     a = np.asarray(array)
     if a.ndim == 0:
         raise ShapeError("cannot quantize a 0-d array: give rows (last axis = row)")
-    if a.dtype != np.float32:
-        if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-            raise QuantError(f"cannot quantize an array of dtype {a.dtype}")
-        a = a.astype(np.float32)
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise QuantError(f"cannot quantize an array of dtype {a.dtype}")
     ne0 = a.shape[-1]
     if ne0 % tr.block_size:
         raise ShapeError(
@@ -113,7 +112,7 @@ def _as_rows(array: np.ndarray, tr: TypeTraits) -> np.ndarray:
         )
     if ne0 == 0:
         return np.zeros((0, 0), dtype=np.float32)
-    return np.ascontiguousarray(a.reshape(-1, ne0), dtype="<f4")
+    return a.reshape(-1, ne0)
 
 
 def _check_finite(x: np.ndarray, name: str | None) -> None:
@@ -126,23 +125,24 @@ def _encode(x: np.ndarray, t: GGMLType, threads: int, backend: str) -> bytes:
     """Encode a 2-D float32 chunk of rows."""
     if t == GGMLType.F32:
         return x.tobytes()
+    if backend == "numba":
+        from . import _fast
+
+        return _fast.quantize_blocks(x.reshape(-1), t, threads).tobytes()
     if t == GGMLType.F16:
         return fp32_to_fp16_bits(x).astype("<u2", copy=False).tobytes()
     if t == GGMLType.BF16:
         return fp32_to_bf16_bits(x).astype("<u2", copy=False).tobytes()
     tr = traits(t)
-    if backend == "numba":
-        from . import _fast
-
-        return _fast.quantize_blocks(x.reshape(-1), t, threads).tobytes()
     blocks = x.reshape(-1, tr.block_size)
     return NUMPY_QUANTIZE[t](blocks).tobytes()
 
 
-def _row_pieces(x: np.ndarray) -> Iterator[np.ndarray]:
-    rows_per_piece = max(1, CHUNK_VALUES // max(1, x.shape[1]))
+def _row_pieces(x: np.ndarray, values: int) -> Iterator[np.ndarray]:
+    """C-contiguous little-endian float32 pieces of at most `values` values (>= 1 row)."""
+    rows_per_piece = max(1, values // max(1, x.shape[1]))
     for r in range(0, x.shape[0], rows_per_piece):
-        yield x[r : r + rows_per_piece]
+        yield np.ascontiguousarray(x[r : r + rows_per_piece], dtype="<f4")
 
 
 def iter_quantize(
@@ -166,7 +166,7 @@ def iter_quantize(
     impl = _resolve_backend(backend)
     for chunk in chunks:
         x = _as_rows(chunk, tr)
-        for piece in _row_pieces(x):
+        for piece in _row_pieces(x, CHUNK_VALUES if impl == "numba" else NUMPY_CHUNK_VALUES):
             if check_finite:
                 _check_finite(piece, name)
             yield _encode(piece, t, n_threads, impl)
@@ -192,19 +192,31 @@ def quantize(
     )
 
 
-def dequantize(data: bytes | bytearray | memoryview | np.ndarray, qtype: GGMLType | int | str, shape: Sequence[int]) -> np.ndarray:
+def dequantize(
+    data: bytes | bytearray | memoryview | np.ndarray,
+    qtype: GGMLType | int | str,
+    shape: Sequence[int],
+) -> np.ndarray:
     """Decode ggml-encoded `data` into a float32 array of numpy `shape` (last axis = row)."""
     t = require_supported(qtype)
     tr = traits(t)
     shape = tuple(int(s) for s in shape)
     ne0 = shape[-1] if shape else 1
     if ne0 % tr.block_size:
-        raise ShapeError(f"row length {ne0} is not a multiple of the {t.name} block size {tr.block_size}")
+        raise ShapeError(
+            f"row length {ne0} is not a multiple of the {t.name} block size {tr.block_size}"
+        )
     n = int(np.prod(shape, dtype=np.int64)) if shape else 1
-    raw = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.reshape(-1).view(np.uint8)
+    raw = (
+        np.frombuffer(data, dtype=np.uint8)
+        if not isinstance(data, np.ndarray)
+        else data.reshape(-1).view(np.uint8)
+    )
     expected = n // tr.block_size * tr.type_size
     if raw.size != expected:
-        raise ShapeError(f"{t.name} data for shape {shape} must be {expected} bytes, got {raw.size}")
+        raise ShapeError(
+            f"{t.name} data for shape {shape} must be {expected} bytes, got {raw.size}"
+        )
     if t == GGMLType.F32:
         out = raw.view("<f4").astype(np.float32)
     elif t == GGMLType.F16:
@@ -221,10 +233,19 @@ def dequantize(data: bytes | bytearray | memoryview | np.ndarray, qtype: GGMLTyp
     return out.astype(np.float32, copy=False).reshape(shape)
 
 
-def validate(data: bytes | bytearray | memoryview | np.ndarray, qtype: GGMLType | int | str, *, name: str | None = None) -> None:
+def validate(
+    data: bytes | bytearray | memoryview | np.ndarray,
+    qtype: GGMLType | int | str,
+    *,
+    name: str | None = None,
+) -> None:
     """Raise InvalidDataError where ggml_validate_row_data would fail (NaN/Inf values or fp16 scales)."""
     t = as_type(qtype)
-    raw = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.reshape(-1).view(np.uint8)
+    raw = (
+        np.frombuffer(data, dtype=np.uint8)
+        if not isinstance(data, np.ndarray)
+        else data.reshape(-1).view(np.uint8)
+    )
     tr = traits(t)
     if raw.size % tr.type_size:
         raise InvalidDataError(f"{raw.size} bytes is not a whole number of {t.name} blocks")
@@ -243,4 +264,6 @@ def validate(data: bytes | bytearray | memoryview | np.ndarray, qtype: GGMLType 
     else:
         return
     if bad:
-        raise InvalidDataError(f"{what} has {bad} NaN/Inf value(s) or scale(s) after encoding as {t.name}")
+        raise InvalidDataError(
+            f"{what} has {bad} NaN/Inf value(s) or scale(s) after encoding as {t.name}"
+        )

@@ -1,3 +1,4 @@
+# ruff: noqa: E741  (`l` etc. mirror the variable names of ggml-quants.c)
 """Q2_K Q3_K Q4_K Q5_K Q6_K: ggml's no-imatrix `quantize_row_*_ref` in vectorized NumPy.
 
 The readable specification of the K-quants (the numba port in `_fast.py` must give the same
@@ -168,7 +169,9 @@ def _requantize(L, x, dd, dm, lo: int, hi: int, offset: int = 0):
     return np.where((dd != ZERO)[:, :, None], q, L)
 
 
-def _k_scales(scales: np.ndarray, mins: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _k_scales(
+    scales: np.ndarray, mins: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Q4_K/Q5_K: 6-bit sub-block scales and mins, packed into 12 bytes, and the fp16 d/dmin."""
     max_scale = running_max_pos(scales)
     max_min = running_max_pos(mins)
@@ -199,7 +202,9 @@ def _qkx_block(x: np.ndarray, nmax: int, rmin: float, nstep: int):
     dd = dvals[:, 0:1] * ls.astype(np.float32)
     dm = dvals[:, 1:2] * lm.astype(np.float32)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        L = _requantize(L.reshape(nb, 8, 32).astype(np.int32), x.reshape(nb, 8, 32), dd, dm, 0, nmax)
+        L = _requantize(
+            L.reshape(nb, 8, 32).astype(np.int32), x.reshape(nb, 8, 32), dd, dm, 0, nmax
+        )
     return packed, dbits, L.reshape(nb, 256).astype(np.uint8)
 
 
@@ -221,8 +226,12 @@ def quantize_q5_k(x: np.ndarray) -> np.ndarray:
     qs = ((lo & 15) | ((hi & 15) << 4)).reshape(-1, 128)
     qh = np.zeros((x.shape[0], 32), dtype=np.uint8)
     for k in range(4):
-        qh |= ((lo[:, k] > 15).astype(np.uint8) << (2 * k)) | ((hi[:, k] > 15).astype(np.uint8) << (2 * k + 1))
-    return np.concatenate([_u16_bytes(dbits[:, 0]), _u16_bytes(dbits[:, 1]), packed, qh, qs], axis=1)
+        qh |= ((lo[:, k] > 15).astype(np.uint8) << (2 * k)) | (
+            (hi[:, k] > 15).astype(np.uint8) << (2 * k + 1)
+        )
+    return np.concatenate(
+        [_u16_bytes(dbits[:, 0]), _u16_bytes(dbits[:, 1]), packed, qh, qs], axis=1
+    )
 
 
 def quantize_q2_k(x: np.ndarray) -> np.ndarray:
@@ -268,7 +277,9 @@ def quantize_q3_k(x: np.ndarray) -> np.ndarray:
         d_bits, d = round_fp16(np.where(has, ONE / iscale, ZERO))
         sc = l.astype(np.int32) - 32  # the 6-bit value read back from the packed bytes
         dd = d[:, None] * sc.astype(np.float32)
-        L = _requantize(L.reshape(nb, 16, 16).astype(np.int32), x.reshape(nb, 16, 16), dd, None, -4, 3, 4)
+        L = _requantize(
+            L.reshape(nb, 16, 16).astype(np.int32), x.reshape(nb, 16, 16), dd, None, -4, 3, 4
+        )
     L = L.reshape(nb, 256)
     high = L > 3
     hmask = np.zeros((nb, 32), dtype=np.uint8)
@@ -291,14 +302,23 @@ def quantize_q6_k(x: np.ndarray) -> np.ndarray:
         d_bits, d = round_fp16(ONE / iscale)
         sc = np.minimum(127, nearest_int(iscale[:, None] * scales)).astype(np.int8)
         dd = d[:, None] * sc.astype(np.float32)
-        L = _requantize(L.reshape(nb, 16, 16).astype(np.int32), x.reshape(nb, 16, 16), dd, None, -32, 31, 32)
+        L = _requantize(
+            L.reshape(nb, 16, 16).astype(np.int32), x.reshape(nb, 16, 16), dd, None, -32, 31, 32
+        )
     L = L.reshape(nb, 2, 4, 32).astype(np.uint8)  # [n, half, quarter, l] -> L[128h + 32q + l]
     ql = np.concatenate(
-        [(L[:, :, 0] & 15) | ((L[:, :, 2] & 15) << 4), (L[:, :, 1] & 15) | ((L[:, :, 3] & 15) << 4)], axis=2
+        [
+            (L[:, :, 0] & 15) | ((L[:, :, 2] & 15) << 4),
+            (L[:, :, 1] & 15) | ((L[:, :, 3] & 15) << 4),
+        ],
+        axis=2,
     ).reshape(nb, 128)
-    qh = ((L[:, :, 0] >> 4) | ((L[:, :, 1] >> 4) << 2) | ((L[:, :, 2] >> 4) << 4) | ((L[:, :, 3] >> 4) << 6)).reshape(
-        nb, 64
-    )
+    qh = (
+        (L[:, :, 0] >> 4)
+        | ((L[:, :, 1] >> 4) << 2)
+        | ((L[:, :, 2] >> 4) << 4)
+        | ((L[:, :, 3] >> 4) << 6)
+    ).reshape(nb, 64)
     out = np.concatenate([ql, qh, sc.view(np.uint8), _u16_bytes(d_bits)], axis=1)
     out[empty] = 0
     return out
@@ -332,7 +352,9 @@ def dequantize_q3_k(b: np.ndarray) -> np.ndarray:
     d = _f16(b, 108)[:, None]
     lo = np.concatenate([s[:, 0:8] & 0xF, s[:, 0:8] >> 4], axis=1)
     hi = s[:, 8:12]
-    hib = np.concatenate([(hi >> (2 * k)) & 3 for k in range(4)], axis=1)  # j -> byte 8 + j%4, shift 2*(j/4)
+    hib = np.concatenate(
+        [(hi >> (2 * k)) & 3 for k in range(4)], axis=1
+    )  # j -> byte 8 + j%4, shift 2*(j/4)
     sc = (lo | (hib << 4)).astype(np.int32) - 32
     q = unpack_2bit(qs).astype(np.int32)
     high = np.concatenate([(hmask >> k) & 1 for k in range(8)], axis=1).astype(np.int32)
@@ -355,7 +377,9 @@ def dequantize_q5_k(b: np.ndarray) -> np.ndarray:
     qh = b[:, 16:48]
     qs = b[:, 48:176].reshape(-1, 4, 32)
     lo = np.stack([qs & 0xF, qs >> 4], axis=2)  # (n, 4, 2, 32)
-    hbit = np.stack([np.stack([(qh >> (2 * k)) & 1, (qh >> (2 * k + 1)) & 1], axis=1) for k in range(4)], axis=1)
+    hbit = np.stack(
+        [np.stack([(qh >> (2 * k)) & 1, (qh >> (2 * k + 1)) & 1], axis=1) for k in range(4)], axis=1
+    )
     q = (lo | (hbit << 4)).reshape(-1, 8, 32).astype(np.float32)
     return ((d * sc)[:, :, None] * q - (dmin * m)[:, :, None]).reshape(-1, 256)
 

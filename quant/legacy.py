@@ -68,7 +68,9 @@ def quantize_q4_0(x: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):
         # MIN(15, (int8_t)(x*id + 8.5f)) stored in a uint8_t
         q = np.minimum(np.int8(15), to_i8(x * idv + F32(8.5))).astype(np.uint8)
-    return np.concatenate([_u16_bytes(fp32_to_fp16_bits(d)), _nibbles(q[:, :16], q[:, 16:])], axis=1)
+    return np.concatenate(
+        [_u16_bytes(fp32_to_fp16_bits(d)), _nibbles(q[:, :16], q[:, 16:])], axis=1
+    )
 
 
 def quantize_q4_1(x: np.ndarray) -> np.ndarray:
@@ -79,7 +81,11 @@ def quantize_q4_1(x: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):
         q = np.minimum(np.int8(15), to_i8((x - mn[:, None]) * idv + F32(0.5))).astype(np.uint8)
     return np.concatenate(
-        [_u16_bytes(fp32_to_fp16_bits(d)), _u16_bytes(fp32_to_fp16_bits(mn)), _nibbles(q[:, :16], q[:, 16:])],
+        [
+            _u16_bytes(fp32_to_fp16_bits(d)),
+            _u16_bytes(fp32_to_fp16_bits(mn)),
+            _nibbles(q[:, :16], q[:, 16:]),
+        ],
         axis=1,
     )
 

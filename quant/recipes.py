@@ -135,7 +135,7 @@ def parse_file_type(name: str | int) -> FileType:
         return FILE_TYPES[key]
     if key in KNOWN_UNSUPPORTED:
         raise FileTypeNotSupportedError(f"file type {key} {KNOWN_UNSUPPORTED[key][1]}")
-    if key.isdigit():
+    if key.isascii() and key.isdigit():  # str.isdigit accepts "²", which int() does not
         for ft in FILE_TYPES.values():
             if int(ft.ftype) == int(key):
                 return ft
@@ -184,7 +184,9 @@ class ModelHParams:
         kv = self.n_head if self.n_head_kv is None else self.n_head_kv
         if self.arch == "llama":
             return self.n_expert != 8 and n == 80 and self.n_head != kv
-        return (self.arch in ("qwen2", "deci", "olmo") and n == 80) or (self.arch == "jais2" and n == 68)
+        return (self.arch in ("qwen2", "deci", "olmo") and n == 80) or (
+            self.arch == "jais2" and n == 68
+        )
 
 
 @dataclass(frozen=True)
@@ -245,7 +247,23 @@ _NOT_QUANTIZED_PARTS = (
     "indexer.q_proj.weight",
     *(
         f"time_mix_{p}.weight"
-        for p in "first w0 w1 w2 v0 v1 v2 a0 a1 a2 g1 g2 decay_w1 decay_w2 lerp_fused".split()
+        for p in [
+            "first",
+            "w0",
+            "w1",
+            "w2",
+            "v0",
+            "v1",
+            "v2",
+            "a0",
+            "a1",
+            "a2",
+            "g1",
+            "g2",
+            "decay_w1",
+            "decay_w2",
+            "lerp_fused",
+        ]
     ),
     "attn_rel_b.weight",
     ".position_embd",
@@ -276,7 +294,9 @@ _GLM5_NEXT_PARTS = (
 )
 
 
-def allows_quantization(spec: TensorSpec, arch: str, options: QuantOptions = QuantOptions()) -> bool:
+def allows_quantization(
+    spec: TensorSpec, arch: str, options: QuantOptions = QuantOptions()
+) -> bool:
     """`tensor_allows_quantization`: False = the tensor keeps its input type, byte for byte."""
     if spec.n_dims < 2:
         return False
@@ -336,12 +356,19 @@ def category(name: str) -> Category:
 
 def use_more_bits(i_layer: int, n_layers: int) -> bool:
     # C integer division and modulo; (i - n/8) can be negative only when i < n/8 (short-circuited)
-    return i_layer < n_layers // 8 or i_layer >= 7 * n_layers // 8 or (i_layer - n_layers // 8) % 3 == 2
+    return (
+        i_layer < n_layers // 8
+        or i_layer >= 7 * n_layers // 8
+        or (i_layer - n_layers // 8) % 3 == 2
+    )
 
 
 FALLBACK = {T.Q2_K: T.Q4_0, T.Q3_K: T.Q4_0, T.Q4_K: T.Q5_0, T.Q5_K: T.Q5_1, T.Q6_K: T.Q8_0}
 FALLBACK.update(
-    {t: T.IQ4_NL for t in (T.IQ1_S, T.IQ1_M, T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ3_XXS, T.IQ3_S, T.IQ4_XS)}
+    {
+        t: T.IQ4_NL
+        for t in (T.IQ1_S, T.IQ1_M, T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ3_XXS, T.IQ3_S, T.IQ4_XS)
+    }
 )
 FALLBACK.update({T.TQ1_0: T.Q4_0, T.TQ2_0: T.Q4_0, T.Q2_0: T.Q4_0})
 
@@ -387,14 +414,22 @@ def _layer_info(i_layer: int, n_layer: int, name: str, hp: ModelHParams) -> tupl
 
 
 def _mixture_type(
-    qs: _State, new: GGMLType, spec: TensorSpec, ft: FileType, cat: Category, hp: ModelHParams, opts: QuantOptions
+    qs: _State,
+    new: GGMLType,
+    spec: TensorSpec,
+    ft: FileType,
+    cat: Category,
+    hp: ModelHParams,
+    opts: QuantOptions,
 ) -> GGMLType:
     """`llama_tensor_get_type_impl`, restricted to the file types in FILE_TYPES."""
     name, f = spec.name, ft.name
     falcon = hp.arch == "falcon"
-    if hp.arch == "glm5-next" and any(p in name for p in ("attn_q_a", "attn_q_b", "nextn.eh_proj")):
-        if new not in (T.F32, T.BF16, T.F16):
-            return T.Q8_0
+    glm5_q = hp.arch == "glm5-next" and any(
+        p in name for p in ("attn_q_a", "attn_q_b", "nextn.eh_proj")
+    )
+    if glm5_q and new not in (T.F32, T.BF16, T.F16):
+        return T.Q8_0
     if cat == Category.OUTPUT or (qs.has_tied_embeddings and cat == Category.TOKEN_EMBD):
         if opts.output_tensor_type is not None:
             return opts.output_tensor_type
@@ -428,7 +463,9 @@ def _mixture_type(
         if f == "Q2_K":
             new = T.Q3_K
         elif f == "Q3_K_M":
-            new = T.Q5_K if i < n // 16 else (T.Q4_K if not falcon or use_more_bits(i, n) else T.Q3_K)
+            new = (
+                T.Q5_K if i < n // 16 else (T.Q4_K if not falcon or use_more_bits(i, n) else T.Q3_K)
+            )
         elif f == "Q3_K_L":
             new = T.Q4_K if falcon else T.Q5_K
         elif f == "Q4_K_M":
@@ -506,7 +543,18 @@ def plan_tensors(
                 new = _mixture_type(qs, new, spec, ft, cat, hparams, options)
             new, fell_back = fallback_type(new, spec.ne[0])
         plans[idx] = TensorPlan(spec, new, fell_back)
+    for p in plans:
+        # overrides get no fallback in llama.cpp either: it fails while quantizing
+        if p is not None and p.converts and spec_ne0(p) % traits(p.target).block_size:
+            raise RecipeError(
+                f"tensor {p.spec.name} has rows of {spec_ne0(p)} values, which {p.target.name} "
+                f"(blocks of {traits(p.target).block_size}) cannot store; choose another type"
+            )
     return [p for p in plans if p is not None]
+
+
+def spec_ne0(p: TensorPlan) -> int:
+    return p.spec.ne[0] if p.spec.ne else 1
 
 
 def plan_tensor_types(

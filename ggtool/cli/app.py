@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "ggtool.cli.store_cmds",
     "ggtool.cli.create_cmd",
     "ggtool.cli.registry_cmds",
+    "ggtool.cli.serve_cmds",
 ]
 
 app = typer.Typer(

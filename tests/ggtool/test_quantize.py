@@ -15,6 +15,7 @@ from gguf import GGUFValueType as V
 
 from ggtool.cli.app import main
 from ggtool.gguf_io import GGUFStreamWriter, KVEntry, TensorSpec, read_gguf
+from ggtool.names import parse_model_name
 
 FILE_TYPES = [
     "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L",
@@ -247,3 +248,28 @@ def test_requantize_needs_flag(model_files: dict[str, Path], tmp_path: Path, cap
     assert main(["quantize", str(q), "q4_0", "-o", str(tmp_path / "r.gguf")]) == 2
     assert "--allow-requantize" in capsys.readouterr().err
     assert main(["-q", "quantize", str(q), "q4_0", "-o", str(tmp_path / "r.gguf"), "--allow-requantize"]) == 0
+
+
+def test_quantize_store_model(model_files: dict[str, Path], tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`quantize NAME TYPE` on a store model makes NAME:tag-type, reusing the other layers."""
+    from ggtool.store import Store
+
+    store = tmp_path / "store"
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text(f"FROM {model_files['dense']}\nSYSTEM be brief\n")
+    assert main(["-q", "create", "tiny:f16", "-f", str(modelfile), "--store", str(store)]) == 0
+    capsys.readouterr()
+    assert main(["quantize", "tiny:f16", "q8_0", "--store", str(store), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert result["model"] == "tiny:f16-q8_0" and result["file_type"] == "Q8_0"
+    s = Store(store)
+    new = s.get(s.resolve(parse_model_name("tiny:f16-q8_0")))
+    assert new.model_id == result["digest"]
+    old = s.get(parse_model_name("tiny:f16"))
+    shared = {d.digest for d in old.manifest.layers} & {d.digest for d in new.manifest.layers}
+    assert len(shared) == 1  # the system layer is reused, the weights are new
+    with read_gguf(s.require_model_layer(new)) as g:
+        assert g.get("general.file_type") == 7
+    # a file path that exists wins over a model name; a missing model is exit 3
+    assert main(["quantize", "nosuch:model", "q8_0", "--store", str(store)]) == 3
