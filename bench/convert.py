@@ -14,38 +14,15 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-TIME = Path("/usr/bin/time")
-
-
-def run_measured(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[float, int]:
-    """(wall seconds, peak RSS bytes) of one child process, as /usr/bin/time -v reports them.
-
-    /usr/bin/time is a small process that forks the tool, so the tool's peak is its own (a child
-    forked straight from this process would inherit this process's high-water mark).
-    """
-    if not TIME.is_file():
-        raise RuntimeError("/usr/bin/time is needed (apt-get install time)")
-    start = time.perf_counter()
-    proc = subprocess.run([str(TIME), "-v", *cmd], env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd[:3]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    fields = dict(line.strip().rsplit(": ", 1) for line in proc.stderr.splitlines() if ": " in line)
-    peak_kb = int(fields["Maximum resident set size (kbytes)"])
-    parts = fields["Elapsed (wall clock) time (h:mm:ss or m:ss)"].split(":")
-    elapsed = sum(float(p) * 60**i for i, p in enumerate(reversed(parts)))
-    return min(wall, elapsed), peak_kb * 1024
+from bench._measure import run_measured  # noqa: E402
 
 
 def warm(folder: Path) -> int:
@@ -59,7 +36,9 @@ def warm(folder: Path) -> int:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model", type=Path, help="Hugging Face folder (default: the SmolLM2 fixture)")
     ap.add_argument("--outtype", default="f16")
     ap.add_argument("--repeat", type=int, default=1, help="runs per tool (best wall, max RSS)")
@@ -80,11 +59,32 @@ def main() -> int:
         ggtool = Path(sys.executable).with_name("ggtool")
         tools = {
             "llama.cpp convert_hf_to_gguf.py": (
-                [sys.executable, str(src.converter), str(args.model), "--outfile", str(out / "ref.gguf"),
-                 "--outtype", args.outtype], converter_env(src), out / "ref.gguf"),
+                [
+                    sys.executable,
+                    str(src.converter),
+                    str(args.model),
+                    "--outfile",
+                    str(out / "ref.gguf"),
+                    "--outtype",
+                    args.outtype,
+                ],
+                converter_env(src),
+                out / "ref.gguf",
+            ),
             "ggtool convert": (
-                [str(ggtool), "-q", "convert", str(args.model), "-o", str(out / "ours.gguf"),
-                 "--outtype", args.outtype], None, out / "ours.gguf"),
+                [
+                    str(ggtool),
+                    "-q",
+                    "convert",
+                    str(args.model),
+                    "-o",
+                    str(out / "ours.gguf"),
+                    "--outtype",
+                    args.outtype,
+                ],
+                None,
+                out / "ours.gguf",
+            ),
         }
         for name, (cmd, env, target) in tools.items():
             walls, peaks = [], []
@@ -94,10 +94,14 @@ def main() -> int:
                 walls.append(wall)
                 peaks.append(peak)
             results[name] = {"wall_s": min(walls), "peak_rss_mb": max(peaks) / 1e6}
-        same = (out / "ref.gguf").exists() and (out / "ref.gguf").read_bytes() == (out / "ours.gguf").read_bytes()
+        same = (out / "ref.gguf").exists() and (out / "ref.gguf").read_bytes() == (
+            out / "ours.gguf"
+        ).read_bytes()
     ref, ours = results["llama.cpp convert_hf_to_gguf.py"], results["ggtool convert"]
     summary = {
-        "model": str(args.model), "outtype": args.outtype, "input_mb": moved / 1e6,
+        "model": str(args.model),
+        "outtype": args.outtype,
+        "input_mb": moved / 1e6,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
         "results": results,
         "ratio_wall": ours["wall_s"] / ref["wall_s"],
@@ -107,11 +111,15 @@ def main() -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    print(f"model {args.model} ({moved / 1e6:.0f} MB in), --outtype {args.outtype}, {summary['machine']}")
+    print(
+        f"model {args.model} ({moved / 1e6:.0f} MB in), --outtype {args.outtype}, {summary['machine']}"
+    )
     print(f"{'tool':34} {'wall s':>8} {'peak RSS MB':>12}")
     for name, r in results.items():
         print(f"{name:34} {r['wall_s']:8.2f} {r['peak_rss_mb']:12.0f}")
-    print(f"{'ratio ggtool / llama.cpp':34} {summary['ratio_wall']:8.2f} {summary['ratio_peak_rss']:12.2f}")
+    print(
+        f"{'ratio ggtool / llama.cpp':34} {summary['ratio_wall']:8.2f} {summary['ratio_peak_rss']:12.2f}"
+    )
     print(f"outputs byte-identical: {same}")
     return 0
 

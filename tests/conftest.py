@@ -87,3 +87,4 @@ def llama_tool() -> Callable[[str], Path]:
     from fixtures.llama_tools import llama_tool as build
 
     return build
+

@@ -23,10 +23,10 @@ from ggtool.server.models import ServedModel
 from ggtool.server.scheduler import Lease, Scheduler
 from ggtool.server.templates import (
     GoPromptTemplate,
-    JinjaPromptTemplate,
     Message,
     PromptTemplate,
     RenderInput,
+    compile_go,
 )
 from ggtool.server.tools import ParsedCall, ThinkingParser, ToolCallParser
 
@@ -105,25 +105,15 @@ def format_grammar(fmt: Any) -> str | None:
     raise HTTPError(400, f'invalid format: {shown}; expected "json" or a valid JSON Schema object')
 
 
-@functools.lru_cache(maxsize=32)
-def _jinja(source: str, bos: str, eos: str) -> JinjaPromptTemplate:
-    return JinjaPromptTemplate(source, bos_token=bos, eos_token=eos)
-
-
-@functools.lru_cache(maxsize=64)
 def _go(source: str) -> GoPromptTemplate:
-    return GoPromptTemplate(source)
+    return compile_go(source)
 
 
 def model_template(model: ServedModel, runner: Runner | None, prefer_go: bool | None) -> PromptTemplate:
     """The model's prompt template, with the tokenizer's BOS/EOS text once the runner knows it."""
-    tmpl = model.template(prefer_go=prefer_go)
-    if isinstance(tmpl, JinjaPromptTemplate):
-        facts = runner.facts if runner is not None else None
-        return _jinja(tmpl.source, facts.bos_token if facts else "", facts.eos_token if facts else "")
-    if isinstance(tmpl, GoPromptTemplate):
-        return _go(tmpl.source)
-    return tmpl
+    facts = runner.facts if runner is not None else None
+    return model.template(bos_token=facts.bos_token if facts else "", eos_token=facts.eos_token if facts else "",
+                          prefer_go=prefer_go)
 
 
 @dataclass

@@ -77,6 +77,12 @@ def plan_options(st: ServerState, model: ServedModel, options: dict[str, Any] | 
     return eff.sampling, lo
 
 
+def check_images(name: str, has_images: bool) -> None:
+    # the llama-cpp-python runner has no multimodal projector support yet
+    if has_images:
+        raise HTTPError(400, f'"{name}" does not support image input in ggtool yet')
+
+
 def check_top_logprobs(n: int) -> None:
     if n < 0 or n > 20:
         raise HTTPError(400, "top_logprobs must be between 0 and 20")
@@ -150,6 +156,7 @@ async def prepare_generate(st: ServerState, req: GenerateRequest, t0: float) -> 
         if tmpl0 is not None and "insert" not in tmpl0.capabilities:
             raise HTTPError(400, f'"{req.model}" does not support insert')
     think = think_settings(req.model, caps, req.think)
+    check_images(req.model, bool(req.images))
     if not req.prompt and not req.images:
         return model, await load_or_unload(st, model, req.options, keep_alive)
     sampling, lo = plan_options(st, model, req.options)
@@ -326,6 +333,7 @@ async def prepare_chat(st: ServerState, req: ChatRequest, request: Request, t0: 
     if tools and "tools" not in caps:
         raise HTTPError(400, f'"{req.model}" does not support tools')
     think = think_settings(req.model, caps, req.think)
+    check_images(req.model, any(m.images for m in messages))
     if not messages:
         return model, await load_or_unload(st, model, req.options, keep_alive)
     sampling, lo = plan_options(st, model, req.options)

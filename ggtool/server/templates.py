@@ -10,6 +10,7 @@ offers tools/thinking the Go one lacks), else the GGUF template, else `{{ .Promp
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -425,12 +426,14 @@ def select_template(
     eos_token: str = "",
     prefer_go: bool | None = None,
 ) -> PromptTemplate:
-    """The template a model renders with (Ollama ≥0.30 rules; `prefer_go` = OLLAMA_GO_TEMPLATE)."""
-    go = GoPromptTemplate(go_source) if go_source else None
+    """The template a model renders with (Ollama ≥0.30 rules; `prefer_go` = OLLAMA_GO_TEMPLATE).
+
+    Compiled templates are cached by source: prompt building costs no parsing per request."""
+    go = compile_go(go_source) if go_source else None
     jinja = None
     if gguf_chat_template:
         try:
-            jinja = JinjaPromptTemplate(gguf_chat_template, bos_token=bos_token, eos_token=eos_token)
+            jinja = compile_jinja(gguf_chat_template, bos_token, eos_token)
         except TemplateError:
             jinja = None
     if go is not None and jinja is not None:
@@ -443,9 +446,19 @@ def select_template(
         return go
     if jinja is not None:
         return jinja
-    return GoPromptTemplate(DEFAULT_GO_TEMPLATE)
+    return compile_go(DEFAULT_GO_TEMPLATE)
+
+
+@functools.lru_cache(maxsize=128)
+def compile_go(source: str) -> GoPromptTemplate:
+    return GoPromptTemplate(source)
+
+
+@functools.lru_cache(maxsize=64)
+def compile_jinja(source: str, bos_token: str = "", eos_token: str = "") -> JinjaPromptTemplate:
+    return JinjaPromptTemplate(source, bos_token=bos_token, eos_token=eos_token)
 
 
 def render_raw_template(source: str, inp: RenderInput) -> str:
     """A request's own `template` field (generate): always a Go template."""
-    return GoPromptTemplate(source).render(inp)
+    return compile_go(source).render(inp)

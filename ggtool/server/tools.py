@@ -130,6 +130,7 @@ class ToolCallParser:
         self.state = "looking"  # looking | calling | done
         self.n_calls = 0
         self._bare = self.tag in ("{", "[")
+        self._lead = ""  # whitespace / <|python_tag|> before a bare-JSON candidate
 
     def add(self, text: str) -> tuple[list[ParsedCall], str]:
         """Feed generated text; return calls completed so far and content safe to show."""
@@ -142,12 +143,17 @@ class ToolCallParser:
             if self.state != "calling":
                 return [], content
         calls = self._parse_calls(final=False)
+        if self.state == "done":  # the candidate was not a call: it is content, in order
+            flushed = self.buffer if self.n_calls else self._lead + self.buffer
+            self.buffer = self._lead = ""
+            return calls, content + flushed
         return calls, content
 
     def finish(self) -> tuple[list[ParsedCall], str]:
         """End of generation: flush what is left."""
         if self.state == "done":
-            out, self.buffer = self.buffer, ""
+            out = self.buffer if self.n_calls else self._lead + self.buffer
+            self.buffer = self._lead = ""
             return [], out
         if self.state == "looking":
             out, self.buffer = self.buffer, ""
@@ -159,7 +165,7 @@ class ToolCallParser:
         self.state = "done"
         # a bare-JSON candidate that named no tool is the model's answer
         if self.n_calls == 0 and (self._bare or not calls):
-            return calls, rest if self._bare else ""
+            return calls, self._lead + rest if self._bare else ""
         return calls, ""
 
     # -- internals -------------------------------------------------------------------------
@@ -174,6 +180,7 @@ class ToolCallParser:
                 return ""
             if stripped[0] in "{[":
                 self.state = "calling"
+                self._lead = self.buffer[: len(self.buffer) - len(stripped)]
                 self.buffer = stripped
                 return ""
             self.state = "done"

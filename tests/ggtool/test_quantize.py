@@ -5,95 +5,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as T
-from gguf import GGUFValueType as V
 
+from fixtures.synthetic_gguf import TinyLlama
 from ggtool.cli.app import main
-from ggtool.gguf_io import GGUFStreamWriter, KVEntry, TensorSpec, read_gguf
+from ggtool.gguf_io import read_gguf
 from ggtool.names import parse_model_name
 
 FILE_TYPES = [
     "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L",
     "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "F16", "BF16", "F32",
 ]
-
-
-@dataclass(frozen=True)
-class TinyLlama:
-    """A random-weight llama GGUF written the way a converter writes it (converter order)."""
-
-    name: str
-    n_layer: int = 8
-    n_embd: int = 256
-    n_ff: int = 512
-    n_head: int = 4
-    n_head_kv: int = 4
-    n_vocab: int = 512
-    tied: bool = False
-    dtype: int = T.F16
-    shuffled: bool = False  # tensors in an order llama-quantize must re-sort
-
-    def write(self, path: Path, *, poison: str | None = None) -> Path:
-        rng = np.random.default_rng(abs(hash(self.name)) % 2**32)
-        head_dim = self.n_embd // self.n_head
-        arch = "llama"
-        kv = [
-            KVEntry("general.architecture", V.STRING, arch),
-            KVEntry("general.name", V.STRING, self.name),
-            KVEntry(f"{arch}.block_count", V.UINT32, self.n_layer),
-            KVEntry(f"{arch}.context_length", V.UINT32, 256),
-            KVEntry(f"{arch}.embedding_length", V.UINT32, self.n_embd),
-            KVEntry(f"{arch}.feed_forward_length", V.UINT32, self.n_ff),
-            KVEntry(f"{arch}.attention.head_count", V.UINT32, self.n_head),
-            KVEntry(f"{arch}.attention.head_count_kv", V.UINT32, self.n_head_kv),
-            KVEntry(f"{arch}.attention.layer_norm_rms_epsilon", V.FLOAT32, 1e-5),
-            KVEntry("general.file_type", V.UINT32, 1 if self.dtype == T.F16 else 32),
-            KVEntry("tokenizer.ggml.model", V.STRING, "gpt2"),
-            KVEntry("tokenizer.ggml.tokens", V.ARRAY, [f"t{i}" for i in range(self.n_vocab)], V.STRING),
-        ]
-        shapes: list[tuple[str, tuple[int, ...]]] = [("token_embd.weight", (self.n_embd, self.n_vocab))]
-        for i in range(self.n_layer):
-            p = f"blk.{i}."
-            shapes += [
-                (p + "attn_norm.weight", (self.n_embd,)),
-                (p + "attn_q.weight", (self.n_embd, self.n_embd)),
-                (p + "attn_k.weight", (self.n_embd, head_dim * self.n_head_kv)),
-                (p + "attn_v.weight", (self.n_embd, head_dim * self.n_head_kv)),
-                (p + "attn_output.weight", (self.n_embd, self.n_embd)),
-                (p + "ffn_norm.weight", (self.n_embd,)),
-                (p + "ffn_gate.weight", (self.n_embd, self.n_ff)),
-                (p + "ffn_up.weight", (self.n_embd, self.n_ff)),
-                (p + "ffn_down.weight", (self.n_ff, self.n_embd)),
-            ]
-        shapes.append(("output_norm.weight", (self.n_embd,)))
-        if not self.tied:
-            shapes.append(("output.weight", (self.n_embd, self.n_vocab)))
-        if self.shuffled:
-            shapes = [shapes[i] for i in rng.permutation(len(shapes))]
-        specs, datas = [], []
-        for name, ne in shapes:
-            typ = T.F32 if len(ne) == 1 else self.dtype
-            vals = rng.standard_normal(tuple(reversed(ne))).astype(np.float32) * 0.05
-            if name == poison:
-                vals.flat[3] = np.nan
-            if typ == T.F32:
-                data = vals
-            elif typ == T.F16:
-                data = vals.astype(np.float16)
-            else:  # BF16, round to nearest even
-                bits = vals.view(np.uint32)
-                data = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
-            specs.append(TensorSpec(name, ne, typ))
-            datas.append(data)
-        with GGUFStreamWriter(path, kv, specs) as w:
-            for s, d in zip(specs, datas, strict=True):
-                w.write_tensor(s.name, d)
-        return path
 
 
 MODELS = [
@@ -273,3 +198,20 @@ def test_quantize_store_model(model_files: dict[str, Path], tmp_path: Path,
         assert g.get("general.file_type") == 7
     # a file path that exists wins over a model name; a missing model is exit 3
     assert main(["quantize", "nosuch:model", "q8_0", "--store", str(store)]) == 3
+
+
+@pytest.mark.slow
+def test_smollm2_converted_by_ggtool_all_file_types(smollm2_dir: Path, tmp_path: Path) -> None:
+    """The real SmolLM2-135M-Instruct (n_embd 576: most tensors take the fallbacks)."""
+    f16 = tmp_path / "smollm2-F16.gguf"
+    assert main(["-q", "convert", str(smollm2_dir), "--outtype", "f16", "-o", str(f16)]) == 0
+    mismatches = []
+    for ft in FILE_TYPES:
+        ref, ours = tmp_path / "ref.gguf", tmp_path / "ours.gguf"
+        _llama_quantize(f16, ref, ft)
+        assert main(["-q", "quantize", str(f16), ft, "-o", str(ours), "--force"]) == 0
+        if _sha(ref) != _sha(ours):
+            mismatches.append(ft)
+        ref.unlink()
+        ours.unlink()
+    assert mismatches == []

@@ -63,5 +63,5 @@ def operations(doc: dict[str, Any], *, skip: set[str] = frozenset(),
             if body is None or path in skip:
                 continue
             strat = from_schema(body, components, overrides=overrides, always=always)
-            ops.append((method.upper(), path, st.one_of(strat, strat, json_values())))
+            ops.append((method.upper(), path, st.one_of(strat, strat, strat, json_values())))
     return ops

@@ -35,6 +35,7 @@ CASES = [
     ("{", '  {"name": "get_weather", "parameters": {"city": "a}b{"}}', [("get_weather", {"city": "a}b{"})], ""),
     ("{", 'I think {"name": "get_weather", "parameters": {}}', [], 'I think {"name": "get_weather", "parameters": {}}'),
     ("{", '{"answer": 42}', [], '{"answer": 42}'),  # JSON that names no tool is the answer
+    ("{", ' {"answer": 42} and then more text', [], ' {"answer": 42} and then more text'),
     ("{", '{"name": "unknown_tool", "parameters": {}}', [], '{"name": "unknown_tool", "parameters": {}}'),
     ("{", '{"name": "get_weather", "parameters": {"city": "Rome"}}; {"name": "get_time", "parameters": {}}',
      [("get_weather", {"city": "Rome"}), ("get_time", {})], ""),
