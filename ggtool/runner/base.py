@@ -96,7 +96,8 @@ class CompletionChunk:
     text: str = ""
     done: bool = False
     done_reason: str = ""  # stop | length
-    prompt_eval_count: int = 0
+    prompt_eval_count: int = 0  # the whole prompt, cached part included
+    prompt_cached: int = 0  # leading prompt tokens whose KV cache was reused
     prompt_eval_duration: int = 0  # ns
     eval_count: int = 0
     eval_duration: int = 0  # ns

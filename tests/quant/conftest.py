@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from fixtures.components import require_component
 from tests.quant.quant_testlib import GGML, ggml_base_path
 
 
 @pytest.fixture(scope="session")
 def ggml() -> GGML:
     path = ggml_base_path()
-    if path is None:
-        pytest.skip("llama-cpp-python (libggml-base.so) is not installed")
+    require_component("llama-cpp-python's libggml-base.so", path is not None)
+    assert path is not None
     return GGML(path)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import quant
+from fixtures.components import require_component
 from quant import _cache
 
 
@@ -35,11 +36,16 @@ def test_writable_package_dir_keeps_numbas_default(clean_env, monkeypatch):
     assert "NUMBA_CACHE_DIR" not in os.environ
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only folders")
-def test_read_only_package_dir_uses_the_ggtool_cache(clean_env, monkeypatch):
+def test_read_only_package_dir_uses_the_ggtool_cache(clean_env, monkeypatch, request):
     pkg = clean_env / "pkg"
     pkg.mkdir()
-    pkg.chmod(0o555)
+    if os.geteuid() == 0:  # root ignores mode bits; a read-only mount stops root too
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(pkg)],
+                           capture_output=True, text=True)
+        require_component("a read-only tmpfs mount (root)", r.returncode == 0, r.stderr.strip())
+        request.addfinalizer(lambda: subprocess.run(["umount", "-l", str(pkg)], check=False))
+    else:
+        pkg.chmod(0o555)
     monkeypatch.setattr(_cache, "PACKAGE_DIR", pkg)
     assert _cache.configure_numba_cache() == str(clean_env / "xdg" / "ggtool" / "numba")
     assert os.environ["NUMBA_CACHE_DIR"] == str(clean_env / "xdg" / "ggtool" / "numba")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.components import require_component
 from ggtool.store import Store
 from tests.ggtool.registry.registry_helpers import USERS
 from tests.ggtool.registry.registry_servers import (
@@ -55,7 +56,7 @@ def servers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def open_registry(servers_dir: Path) -> Iterator[RegistryServer]:
     if REGISTRY_BIN is None:
-        pytest.skip("docker-registry is not installed")
+        require_component("docker-registry", False, "apt-get install docker-registry")
     reg = RegistryServer(servers_dir / "open").start()
     yield reg
     reg.stop()
@@ -64,7 +65,7 @@ def open_registry(servers_dir: Path) -> Iterator[RegistryServer]:
 @pytest.fixture(scope="session")
 def basic_registry(servers_dir: Path) -> Iterator[RegistryServer]:
     if REGISTRY_BIN is None:
-        pytest.skip("docker-registry is not installed")
+        require_component("docker-registry", False, "apt-get install docker-registry")
     folder = servers_dir / "basic"
     reg = RegistryServer(folder, auth=htpasswd_auth(folder, USERS)).start()
     yield reg
@@ -79,7 +80,7 @@ def pki(servers_dir: Path) -> Pki:
 @pytest.fixture(scope="session")
 def tls_registry(servers_dir: Path, pki: Pki) -> Iterator[RegistryServer]:
     if REGISTRY_BIN is None:
-        pytest.skip("docker-registry is not installed")
+        require_component("docker-registry", False, "apt-get install docker-registry")
     reg = RegistryServer(servers_dir / "tls", tls=pki).start()
     yield reg
     reg.stop()
@@ -95,7 +96,7 @@ class TokenRegistry:
 def token_registry(servers_dir: Path) -> Iterator[TokenRegistry]:
     """registry:2 with `auth: token:` and our token service (Basic users, anonymous pull)."""
     if REGISTRY_BIN is None:
-        pytest.skip("docker-registry is not installed")
+        require_component("docker-registry", False, "apt-get install docker-registry")
     folder = servers_dir / "token"
     tokens = TokenService(folder, users=USERS, anonymous_pull=True).start()
     reg = RegistryServer(folder, auth=tokens.registry_auth()).start()
@@ -118,7 +119,7 @@ class OllamaRegistry:
 @pytest.fixture(scope="session")
 def ollama_registry(servers_dir: Path) -> Iterator[OllamaRegistry]:
     if REGISTRY_BIN is None:
-        pytest.skip("docker-registry is not installed")
+        require_component("docker-registry", False, "apt-get install docker-registry")
     folder = servers_dir / "ollama"
     front_port = free_port()
     tokens = TokenService(folder).start()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.components import require_component
 from ggtool.errors import NetworkError, VerificationError
 from ggtool.registry import PullOptions, PushOptions, pull, push
 from ggtool.registry.download import DiskFullError, load_parts
@@ -235,7 +236,7 @@ def small_disk(tmp_path: Path):
         ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True
     )
     if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+        require_component("a tmpfs mount (root)", False, r.stderr.decode().strip())
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 

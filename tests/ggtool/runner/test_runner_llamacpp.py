@@ -48,7 +48,7 @@ async def collect(runner: LlamaCppRunner, req: CompletionRequest) -> tuple[str, 
 
 def with_runner(path: Path, coro_fn, **opts) -> object:
     async def main() -> object:
-        r = LlamaCppRunner(path, LoadOptions(num_ctx=512, num_thread=1, **opts))
+        r = LlamaCppRunner(path, LoadOptions(**{"num_ctx": 512, "num_thread": 1, **opts}))
         await r.load()
         try:
             return await coro_fn(r)
@@ -78,6 +78,24 @@ def test_completion_basics(ggufs: dict[str, Path]) -> None:
         assert last.done_reason == "stop" and cut == text[: text.index(stop)]
 
     with_runner(ggufs["smollm2"], body)
+
+
+def test_prompt_cache_reuse_is_exact(ggufs: dict[str, Path]) -> None:
+    long_prompt = " ".join(f"item {i}," for i in range(130))  # > 512 tokens: one aligned chunk reusable
+
+    async def body(r: LlamaCppRunner) -> None:
+        n = len(await r.tokenize(long_prompt))
+        assert 512 < n < 1000
+        a, first = await collect(r, CompletionRequest(long_prompt, greedy(8)))
+        b, second = await collect(r, CompletionRequest(long_prompt, greedy(8)))
+        c, third = await collect(r, CompletionRequest(long_prompt + " and more", greedy(8)))
+        assert (first.prompt_cached, second.prompt_cached, third.prompt_cached) == (0, 512, 512)
+        assert a == b  # reusing the cache does not change a greedy output
+        short, s1 = await collect(r, CompletionRequest(CHATML.format("Hi"), greedy(4)))
+        again, s2 = await collect(r, CompletionRequest(CHATML.format("Hi"), greedy(4)))
+        assert (s1.prompt_cached, s2.prompt_cached) == (0, 0) and short == again
+
+    with_runner(ggufs["smollm2"], body, num_ctx=1024)
 
 
 def test_grammar_constrains_output(ggufs: dict[str, Path]) -> None:

@@ -88,3 +88,17 @@ def test_serve_says_what_to_install(tmp_path: Path) -> None:
     assert p.returncode == 2
     assert "pip install 'ggtool[serve]'" in p.stderr and "llama-cpp-python" in p.stderr
     assert time.monotonic() - t0 < 30
+
+
+def test_store_commands_while_serving(server: Server) -> None:
+    env = {"OLLAMA_MODELS": str(server.store), "GGTOOL_MODELS": str(server.store)}
+    ggtool("cp", "bert", "bert-cli", env=env)
+    names = {m["name"] for m in httpx.get(server.url + "/api/tags", timeout=10).json()["models"]}
+    assert "bert-cli:latest" in names
+    r = httpx.post(server.url + "/api/embed", json={"model": "bert-cli", "input": "x"}, timeout=60)
+    assert r.status_code == 200
+    ggtool("rm", "bert-cli", env=env)
+    r = httpx.post(server.url + "/api/embed", json={"model": "bert-cli", "input": "x"}, timeout=60)
+    assert r.status_code == 404
+    # the shared blob is still used by bert: the server keeps serving it
+    assert httpx.post(server.url + "/api/embed", json={"model": "bert", "input": "x"}, timeout=60).status_code == 200
