@@ -16,9 +16,9 @@ prefix-cache hits), greedy, `--tokens` new tokens. Figures:
    `python -m llama_cpp.server` (target ≥ 1.5×; it serialises requests) and vs
    `llama-server -np 4` built from the pinned sdist (target ≥ 90%).
 
-On machines that advertise AMX, llama.cpp's weight repacking (AMX kernels) can die with SIGILL
-(intermittently, on the VMs seen so far); there the bench disables repacking for every contender
-alike (ggtool's runner falls back by itself after a SIGILL).
+On machines that advertise AMX but fault on it (some VMs), natively built llama.cpp dies with
+SIGILL in its repacked (AMX) kernels; where the CPU advertises AMX the bench disables repacking
+for every contender alike (ggtool's runner falls back by itself after a SIGILL).
 """
 
 from __future__ import annotations
@@ -243,8 +243,9 @@ def cpu_has_amx() -> bool:
 
 def needs_no_repack(model: str) -> bool:
     """True if llama.cpp's repacked kernels may crash here. Where the CPU advertises AMX the
-    answer is yes without probing: on the VMs seen so far its faults are intermittent (they
-    depend on threads and scheduling), and every contender must run the same kernels."""
+    answer is yes without probing: the contenders are built differently (a portable wheel, a
+    native llama-server), a probe of one says nothing about the others, and all must run the
+    same kernels."""
     if cpu_has_amx():
         return True
     # a prompt-sized batch: the repacked (AMX) kernels only run on multi-row batches

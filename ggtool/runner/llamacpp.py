@@ -218,7 +218,8 @@ class LlamaCppRunner(Runner):
             pass
         rc = await self._wait_exit()
         if rc == -signal.SIGILL:
-            # AMX faults can be intermittent (seen on VMs): later runners load without it
+            # a native fault after load (e.g. an AMX kernel first used by a larger batch):
+            # later runners load without the extra buffer types
             global _extra_bufts_broken
             _extra_bufts_broken = True
         self._dead = RunnerDied("model was unloaded" if self._closing else _describe_exit(rc))

@@ -102,3 +102,6 @@ def test_store_commands_while_serving(server: Server) -> None:
     assert r.status_code == 404
     # the shared blob is still used by bert: the server keeps serving it
     assert httpx.post(server.url + "/api/embed", json={"model": "bert", "input": "x"}, timeout=60).status_code == 200
+    # leave no runner listed under the deleted name for the tests that follow
+    httpx.post(server.url + "/api/generate", json={"model": "bert", "keep_alive": 0}, timeout=60)
+    assert wait_for(lambda: not any(m["name"].startswith("bert") for m in server.ps()))
