@@ -22,20 +22,8 @@ import numpy as np
 import quant
 from quant import GGMLType, row_nbytes
 
-TYPES = [
-    "Q4_0",
-    "Q4_1",
-    "Q5_0",
-    "Q5_1",
-    "Q8_0",
-    "Q2_K",
-    "Q3_K",
-    "Q4_K",
-    "Q5_K",
-    "Q6_K",
-    "F16",
-    "BF16",
-]
+# every type quant encodes except F32 (a plain copy), in ggml id order
+TYPES = [t.name for t in sorted(quant.SUPPORTED_TYPES) if t != GGMLType.F32]
 
 
 def load_ggml():

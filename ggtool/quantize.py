@@ -15,7 +15,6 @@ This reproduces what llama.cpp's `llama_model_quantize` writes, byte for byte:
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -261,7 +260,7 @@ class QuantizeResult:
                 "size": self.size, "file_type": self.file_type, "tensor_types": self.tensor_types}
 
 
-def _chunk_rows(ne0: int, threads: int) -> int:
+def _chunk_rows(ne0: int) -> int:
     from quant import CHUNK_VALUES
 
     return max(1, CHUNK_VALUES // max(1, ne0))
@@ -291,25 +290,17 @@ def write_quantized(
             if t.output_type == t.input_type:
                 w.write_tensor(t.name, src.raw_chunks())
             else:
-                rows = src.f32_rows(_chunk_rows(t.ne[0], threads or 1))
+                rows = src.f32_rows(_chunk_rows(t.ne[0]))
                 w.write_tensor(t.name, iter_quantize(rows, t.output_type, threads=threads,
                                                      name=t.name))
             src.release()
             done += t.output_bytes
             progress(ProgressEvent(status, total=total, completed=done))
-    sha, size = _sha256_file(output)
+    from ggtool.convert import sha256_file
+
+    sha, size = sha256_file(output), output.stat().st_size
     progress(ProgressEvent("success"))
     return QuantizeResult(output, sha, size, plan.file_type, plan.summary()["tensor_types"])
-
-
-def _sha256_file(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
 
 
 def default_output_path(input_path: Path, file_type: str) -> Path:
@@ -348,21 +339,12 @@ def quantize_file(
             raise UsageError("the output would overwrite the input", hint="choose another -o")
         if out.exists() and not overwrite:
             raise GgtoolError(f"{out} already exists", hint="pass --force to overwrite it")
-        _check_free_space(out, plan.output_size)
+        from ggtool.convert import check_free_space
+
+        if not out.parent.is_dir():
+            raise NotFoundError(f"{out.parent}: no such folder")
+        check_free_space(out, plan.output_size)
         return write_quantized(source, plan, out, overwrite=overwrite, threads=opts.threads,
                                progress=progress)
     finally:
         source.close()
-
-
-def _check_free_space(out: Path, needed: int) -> None:
-    folder = out.parent if str(out.parent) else Path(".")
-    try:
-        st = os.statvfs(folder)
-    except FileNotFoundError:
-        raise NotFoundError(f"{folder}: no such folder") from None
-    free = st.f_bavail * st.f_frsize
-    if free < needed:
-        raise GgtoolError(
-            f"not enough disk space in {folder}: {needed:,} bytes needed, {free:,} free"
-        )

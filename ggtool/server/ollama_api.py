@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -227,7 +227,13 @@ async def generate(req: GenerateRequest, request: Request) -> Response:
             out["logprobs"] = _logprobs_json(ev.logprobs)
         return out
 
-    if req.stream is not False:
+    return await _respond(request, req.stream, gen, chunk)
+
+
+async def _respond(request: Any, stream: bool | None, gen: Generation,
+                   chunk: Callable[[Event], dict[str, Any]]) -> Any:
+    """NDJSON chunks unless `stream` is false; then one merged chunk (generation closed after)."""
+    if stream is not False:
         async def events() -> AsyncIterator[dict[str, Any]]:
             async for ev in gen.events():
                 yield chunk(ev)
@@ -389,18 +395,7 @@ async def chat(req: ChatRequest, request: Request) -> Response:
             out["logprobs"] = _logprobs_json(ev.logprobs)
         return out
 
-    if req.stream is not False:
-        async def events() -> AsyncIterator[dict[str, Any]]:
-            async for ev in gen.events():
-                yield chunk(ev)
-
-        return stream_ndjson(events())
-
-    try:
-        final = await run_until_disconnect(request, collect_events(gen))
-    finally:
-        await gen.close()
-    return JSONResponse(chunk(final))
+    return await _respond(request, req.stream, gen, chunk)
 
 
 # -- embeddings ------------------------------------------------------------------------------
