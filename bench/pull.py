@@ -12,8 +12,9 @@ the exact bytes), warms the page cache with one untimed GET, then per round time
 - curl: `curl -o FILE` of the weights blob alone (no verification): the write ceiling;
   and `curl -o /dev/null` (network only), for reference.
 
-Every timed run starts after `sync`, so no run pays for writing back the previous one's file
-(`--no-sync` lets that writeback compete, as it does on a busy system).
+ggtool's bytecode is compiled first, as `pip install` does. Every timed run starts after `sync`,
+so no run pays for writing back the previous one's file (`--no-sync` lets that writeback
+compete, as it does on a busy system).
 
 Rates are blob bytes / wall seconds (MB = 10^6 bytes), best of --rounds each; outputs are
 deleted between rounds. Targets: ggtool ≥ 3× skopeo and ≥ 70% of curl-to-file.
@@ -174,6 +175,9 @@ def main() -> None:
         blob_url = f"http://{host}/v2/bench/model/blobs/{digest}"
         timed(["curl", "-sf", "-o", "/dev/null", blob_url])  # warm the registry's page cache
         env = dict(os.environ, PYTHONPATH=str(ROOT))
+        # pip compiles an installed ggtool's bytecode at install time; compile this checkout's
+        # once, so every timed run starts as an installed one does (PYTHONDONTWRITEBYTECODE or not)
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "ggtool")], check=True)
         runs: dict[str, list[float]] = {"ggtool": [], "skopeo": [], "curl": [], "curl-null": []}
         out = work / "out"
 

@@ -40,15 +40,33 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-TOPICS = ["the sea", "a mountain village", "an old clock", "a robot gardener", "a winter night", "a lost key",
-          "the first train", "a lighthouse keeper", "a market at dawn", "a quiet library", "a desert road",
-          "a small boat", "a busy kitchen", "the last letter", "a forest path", "a city bridge"]
+# Every prompt starts with a different word: llama-cpp-python (and llama-server) reuse any cached
+# prefix, ggtool only n_batch-aligned ones (bit-exact reuse), so a shared opening would give one
+# contender a cache hit the other does not get. The figures are for prompts evaluated in full.
+TOPICS = ["Sea", "Mountain village", "Old clock", "Robot gardener", "Winter night", "Lost key",
+          "First train", "Harbour keeper", "Market at dawn", "Quiet library", "Desert road",
+          "Small boat", "Busy kitchen", "Last letter", "Forest path", "City bridge", "Glass tower",
+          "Yellow kite", "Paper crane", "Northern island", "Violin maker", "Kind stranger", "Empty stadium",
+          "Jungle river"]
 
 
 def prompt(i: int) -> str:
     t = TOPICS[i % len(TOPICS)]
-    return (f"Here is a long, detailed story about {t}. It has many characters, places and events, and it is "
-            f"told slowly, one careful sentence after another, from the very beginning. Chapter {i + 1}.\n\n")
+    return (f"{t}: here is a long, detailed story about it. It has many characters, places and events, and "
+            f"it is told slowly, one careful sentence after another, from the very beginning. Chapter {i + 1}.\n\n")
+
+
+def shared_prefix_tokens(tokenize: Any, indices: list[int]) -> int:
+    """The longest token prefix any two of these prompts share (0 is what the figures assume)."""
+    toks = [tokenize(prompt(i)) for i in indices]
+    best = 0
+    for a in range(len(toks)):
+        for b in range(a + 1, len(toks)):
+            n = 0
+            while n < min(len(toks[a]), len(toks[b])) and toks[a][n] == toks[b][n]:
+                n += 1
+            best = max(best, n)
+    return best
 
 
 # -- clients (run in their own processes) -------------------------------------------------------
@@ -283,6 +301,16 @@ def main() -> int:
     T, N, R = args.threads, args.tokens, args.rounds
     no_repack = needs_no_repack(model)
     res: dict[str, Any] = {"threads": T, "tokens": N, "rounds": R, "model": Path(model).name, "no_repack": no_repack}
+    from llama_cpp import Llama
+
+    vocab = Llama(model, vocab_only=True, verbose=False)
+
+    def tokenize(text: str) -> list[int]:
+        return vocab.tokenize(text.encode(), add_bos=True)
+
+    four = [i for r in range(R) for i in FOUR(r)]
+    res["shared_prefix_tokens"] = max(  # within what each server (and the direct process) sees
+        shared_prefix_tokens(tokenize, used) for used in ([99, *range(R), *four], [98, *four], [97, *four]))
 
     # 1 and 2. ggtool serve (1 client, then 4) and, interleaved round by round with its 1-client
     # runs so both see the same machine load, llama-cpp-python direct
@@ -344,7 +372,7 @@ def main() -> int:
     else:
         r = res["ratios"]
         print(f"model {res['model']}, {T} thread(s), {N} tokens, {R} rounds, repack {'off' if no_repack else 'on'}")
-        print("best of rounds (median in the --json output)")
+        print(f"best of rounds (median in the --json output); prompts share {res['shared_prefix_tokens']} leading tokens")
         print(f"1 client   direct llama-cpp-python: TTFT {d['ttft_ms']} ms, {d['decode_tok_s']} tok/s")
         print(f"           ggtool serve           : TTFT {g1['ttft_ms']} ms, {g1['decode_tok_s']} tok/s "
               f"({r['decode_vs_direct']:.1%} of direct, {r['ttft_added_ms']:+} ms first token)")

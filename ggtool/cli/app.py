@@ -12,11 +12,15 @@ import sys
 import traceback
 from typing import Annotated
 
-import typer
+# httpx imports its own command-line tool (click, rich, pygments: ~45 ms) whenever those happen
+# to be installed; this process never runs it, and a None entry makes httpx skip it
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
-from ggtool import LLAMA_CPP_COMMIT, LLAMA_CPP_PYTHON_VERSION, __version__
-from ggtool.cli import output
-from ggtool.errors import exit_code_for, is_user_error
+import typer  # noqa: E402
+
+from ggtool import LLAMA_CPP_COMMIT, LLAMA_CPP_PYTHON_VERSION, __version__  # noqa: E402
+from ggtool.cli import output  # noqa: E402
+from ggtool.errors import exit_code_for, is_user_error  # noqa: E402
 
 COMMAND_MODULES = [
     "ggtool.cli.inspect_cmd",

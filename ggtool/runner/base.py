@@ -42,6 +42,10 @@ class LoadOptions:
     embedding_only: bool = False
     flash_attn: bool = False
     kv_cache_type: str = "f16"
+    # "exact": reuse a cached prompt prefix only in whole num_batch chunks, so reuse never
+    # changes an output; "prefix": reuse the longest common prefix (as Ollama and llama-server
+    # do; faster for chats, but a different batching can flip a near-tie token)
+    prompt_cache: str = "exact"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

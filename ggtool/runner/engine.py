@@ -109,6 +109,7 @@ class Engine:
             num_batch = max(num_batch, num_ctx)
             self.n_parallel = 1
         self.n_batch = num_batch
+        self.prefix_reuse = str(options.get("prompt_cache", "exact")) == "prefix"
 
         cp = C.llama_context_default_params()
         cp.n_ctx = num_ctx * self.n_parallel
@@ -258,8 +259,8 @@ class Engine:
             except EngineError as e:
                 self.events.append({"type": "error", "id": req_id, "message": str(e), "kind": type(e).__name__})
                 continue
-            # the free slot whose cache shares the longest prefix with this prompt
-            best = max(free, key=lambda s: min(_common_prefix(s.cache, tokens), s.clean))
+            # the free slot whose cache shares the longest (reusable) prefix with this prompt
+            best = max(free, key=lambda s: self._reusable(s, tokens))
             try:
                 self._start(best, req_id, req, tokens)
             except EngineError as e:
@@ -280,20 +281,31 @@ class Engine:
             tokens = tokens[:keep] + tokens[len(tokens) - (limit - keep):]
         return tokens
 
+    def _reusable(self, s: _Slot, tokens: list[int]) -> int:
+        """How many leading prompt tokens this slot's cache can supply (one is always evaluated).
+
+        Exact mode reuses only up to an n_batch boundary within the clean part. llama.cpp's
+        results depend on how tokens were batched (measured here: a final chunk of 1-5 tokens
+        moves SmolLM2's logits by up to 0.6), so KV from a different batching (a 1-token
+        re-decode, generated tokens, other sequences in the batch) could change a greedy output;
+        prompts are always evaluated in chunks aligned to n_batch, so the reused part and the
+        re-evaluated rest are bit for bit what a fresh evaluation computes. Prefix mode reuses
+        the whole common prefix, generated tokens included.
+        """
+        common = min(_common_prefix(s.cache, tokens), len(tokens) - 1)
+        if self.prefix_reuse:
+            return common
+        n_keep = min(common, s.clean)
+        return n_keep - n_keep % self.n_batch
+
     def _start(self, s: _Slot, req_id: int, req: dict[str, Any], tokens: list[int]) -> None:
         opts = req.get("options", {})
-        # Reuse the cached prefix only up to an n_batch boundary within the clean part. llama.cpp's
-        # results depend on how tokens were batched, so KV from a different batching (a 1-token
-        # re-decode, generated tokens, other sequences in the batch) could change a greedy
-        # output; prompts are always evaluated in chunks aligned to n_batch, so the reused part
-        # and the re-evaluated rest are bit for bit what a fresh evaluation computes.
-        n_keep = min(_common_prefix(s.cache, tokens), s.clean, len(tokens) - 1)
-        n_keep -= n_keep % self.n_batch
+        n_keep = self._reusable(s, tokens)
         if n_keep < len(s.cache) and not C.llama_memory_seq_rm(self.mem, s.seq, n_keep, -1):
             C.llama_memory_seq_rm(self.mem, s.seq, -1, -1)  # partial removal unsupported
             n_keep = 0
         s.cache = tokens[:n_keep]
-        s.clean = n_keep
+        s.clean = min(s.clean, n_keep)
         s.n_cached = n_keep
         s.pending = tokens[n_keep:]
         s.req_id = req_id

@@ -153,6 +153,14 @@ def _int(name: str, default: int) -> int:
         raise UsageError(f"{name}={v!r} is not an integer") from None
 
 
+def _choice(name: str, allowed: tuple[str, ...]) -> str:
+    """One of `allowed` (the first is the default)."""
+    v = env(name).lower() or allowed[0]
+    if v not in allowed:
+        raise UsageError(f"{name}={v!r} is not one of: {', '.join(allowed)}")
+    return v
+
+
 def _bool(name: str, default: bool | None) -> bool | None:
     v = env(name).lower()
     if not v:
@@ -183,6 +191,7 @@ class ServerConfig:
         default_factory=lambda: (lambda d: 1e9 if d <= 0 else d)(parse_keep_alive_env(env("OLLAMA_LOAD_TIMEOUT", "5m")))
     )
     num_thread: int = field(default_factory=lambda: _int("GGTOOL_NUM_THREAD", 0))
+    prompt_cache: str = field(default_factory=lambda: _choice("GGTOOL_PROMPT_CACHE", ("exact", "prefix")))
     debug: bool = field(default_factory=lambda: env("OLLAMA_DEBUG", "0") not in ("0", "false", ""))
     max_body: int = field(default_factory=lambda: _int("GGTOOL_MAX_REQUEST_BODY", 64 << 20))
 

@@ -73,6 +73,7 @@ def plan_options(st: ServerState, model: ServedModel, options: dict[str, Any] | 
         default_threads=st.config.num_thread,
         flash_attn=st.config.flash_attention,
         kv_cache_type=st.config.kv_cache_type,
+        prompt_cache=st.config.prompt_cache,
     )
     return eff.sampling, lo
 

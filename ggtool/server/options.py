@@ -147,6 +147,7 @@ def load_options(
     default_threads: int,
     flash_attn: bool,
     kv_cache_type: str,
+    prompt_cache: str = "exact",
 ) -> LoadOptions:
     """The runner's load options: num_ctx clamped to the training context (min 4)."""
     num_ctx = int(runner_opts.get("num_ctx") or 4096)
@@ -166,4 +167,5 @@ def load_options(
         embedding_only=embedding_only,
         flash_attn=flash_attn,
         kv_cache_type=kv_cache_type,
+        prompt_cache="exact" if embedding_only else prompt_cache,
     )

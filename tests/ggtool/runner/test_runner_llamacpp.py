@@ -98,6 +98,26 @@ def test_prompt_cache_reuse_is_exact(ggufs: dict[str, Path]) -> None:
     with_runner(ggufs["smollm2"], body, num_ctx=1024)
 
 
+def test_prompt_cache_prefix_mode_reuses_any_common_prefix(ggufs: dict[str, Path]) -> None:
+    async def body(r: LlamaCppRunner) -> None:
+        base = CHATML.format("Name three colours of the rainbow.")
+        n = len(await r.tokenize(base))
+        a, first = await collect(r, CompletionRequest(base, greedy(6)))
+        b, second = await collect(r, CompletionRequest(base, greedy(6)))
+        # the whole prompt but its last token comes from the cache
+        assert (first.prompt_cached, second.prompt_cached) == (0, n - 1)
+        assert a and b and second.prompt_eval_count == n
+        # the generated answer is cached too: a follow-up turn reuses prompt + answer
+        turn2 = base + a + "<|im_end|>\n" + CHATML.format("And two more?")
+        common = len(await r.tokenize(base + a))
+        _, third = await collect(r, CompletionRequest(turn2, greedy(4)))
+        assert common - 2 <= third.prompt_cached <= common  # the last piece may re-tokenize
+        other, fourth = await collect(r, CompletionRequest("Completely different text", greedy(4)))
+        assert fourth.prompt_cached == 0 and other
+
+    with_runner(ggufs["smollm2"], body, prompt_cache="prefix")
+
+
 def test_grammar_constrains_output(ggufs: dict[str, Path]) -> None:
     from ggtool.server.inference import format_grammar
 

@@ -130,6 +130,26 @@ def test_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (c.max_loaded_models, c.keep_alive, c.num_parallel, c.max_memory) == (5, math.inf, 4, 2 << 30)
 
 
+@pytest.mark.parametrize(("value", "want"), [(None, "exact"), ("exact", "exact"), (" Prefix ", "prefix")])
+def test_prompt_cache_setting(monkeypatch: pytest.MonkeyPatch, value: str | None, want: str) -> None:
+    if value is None:
+        monkeypatch.delenv("GGTOOL_PROMPT_CACHE", raising=False)
+    else:
+        monkeypatch.setenv("GGTOOL_PROMPT_CACHE", value)
+    assert ServerConfig().prompt_cache == want
+    lo = load_options({}, n_ctx_train=0, num_parallel=1, embedding_only=False, default_threads=1,
+                      flash_attn=False, kv_cache_type="f16", prompt_cache=want)
+    assert lo.prompt_cache == want
+
+
+def test_prompt_cache_setting_rejects_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ggtool.errors import UsageError
+
+    monkeypatch.setenv("GGTOOL_PROMPT_CACHE", "always")
+    with pytest.raises(UsageError, match="GGTOOL_PROMPT_CACHE='always' is not one of: exact, prefix"):
+        ServerConfig()
+
+
 def test_format_grammar() -> None:
     assert format_grammar(None) is None and format_grammar("") is None
     assert "root" in format_grammar("json")
