@@ -28,7 +28,7 @@ COUNT = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10,"
 
 @pytest.fixture(scope="module")
 def ggufs() -> dict[str, Path]:
-    from tests.ggtool.server.serve_helpers import served_ggufs
+    from fixtures.serve_models import served_ggufs
 
     return served_ggufs()
 

@@ -17,35 +17,9 @@ from pathlib import Path
 
 import httpx
 
-from fixtures.cache import cached_dir
+from fixtures.serve_models import ROOT, ggtool, served_ggufs  # noqa: F401 - used by the tests
 
-ROOT = Path(__file__).resolve().parents[3]
 DATA = Path(__file__).parent / "data"
-MODELS_KEY = "serve-models-v1"  # bump when the conversion below changes
-
-
-def ggtool(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ggtool.cli.app", *args],
-        cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout, check=True,
-    )
-
-
-def served_ggufs() -> dict[str, Path]:
-    """SmolLM2-135M-Instruct converted (F16) and quantized (Q4_K_M) by ggtool, and a tiny BERT
-    sentence-embedding model (mean pooling) converted by ggtool. Built once into the cache."""
-    from fixtures.smollm2 import smollm2_folder
-    from fixtures.tiny_models import tiny_model
-
-    def build(tmp: Path) -> None:
-        f16 = tmp / "smollm2-f16.gguf"
-        ggtool("convert", str(smollm2_folder()), "-o", str(f16), "--outtype", "f16", "-t", "1", "-q")
-        ggtool("quantize", str(f16), "Q4_K_M", "-o", str(tmp / "smollm2-q4_k_m.gguf"), "-t", "1", "-q")
-        f16.unlink()
-        ggtool("convert", str(tiny_model("bert")), "-o", str(tmp / "bert-f16.gguf"), "--outtype", "f16", "-q")
-
-    d = cached_dir(MODELS_KEY, build)
-    return {"smollm2": d / "smollm2-q4_k_m.gguf", "bert": d / "bert-f16.gguf"}
 
 
 def library_template(name: str) -> str:
