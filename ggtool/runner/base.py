@@ -28,6 +28,9 @@ class ContextLengthError(RunnerError):
     """The input does not fit the context and truncation is off."""
 
 
+PROMPT_CACHE_MODES = ("exact", "prefix")  # the first is the default
+
+
 @dataclass(frozen=True)
 class LoadOptions:
     """Runner options: changing any of them means reloading the model (Ollama's needsReload)."""
@@ -45,7 +48,7 @@ class LoadOptions:
     # "exact": reuse a cached prompt prefix only in whole num_batch chunks, so reuse never
     # changes an output; "prefix": reuse the longest common prefix (as Ollama and llama-server
     # do; faster for chats, but a different batching can flip a near-tie token)
-    prompt_cache: str = "exact"
+    prompt_cache: str = PROMPT_CACHE_MODES[0]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ggtool.errors import UsageError
+from ggtool.runner.base import PROMPT_CACHE_MODES
 
 DEFAULT_PORT = 11434
 DEFAULT_KEEP_ALIVE = 300.0  # 5m
@@ -191,7 +192,7 @@ class ServerConfig:
         default_factory=lambda: (lambda d: 1e9 if d <= 0 else d)(parse_keep_alive_env(env("OLLAMA_LOAD_TIMEOUT", "5m")))
     )
     num_thread: int = field(default_factory=lambda: _int("GGTOOL_NUM_THREAD", 0))
-    prompt_cache: str = field(default_factory=lambda: _choice("GGTOOL_PROMPT_CACHE", ("exact", "prefix")))
+    prompt_cache: str = field(default_factory=lambda: _choice("GGTOOL_PROMPT_CACHE", PROMPT_CACHE_MODES))
     debug: bool = field(default_factory=lambda: env("OLLAMA_DEBUG", "0") not in ("0", "false", ""))
     max_body: int = field(default_factory=lambda: _int("GGTOOL_MAX_REQUEST_BODY", 64 << 20))
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ggtool.errors import UsageError
-from ggtool.runner.base import LoadOptions, SamplingOptions
+from ggtool.runner.base import PROMPT_CACHE_MODES, LoadOptions, SamplingOptions
 
 # name -> JSON kind (Go field type)
 PREDICT_OPTIONS: dict[str, str] = {
@@ -147,7 +147,7 @@ def load_options(
     default_threads: int,
     flash_attn: bool,
     kv_cache_type: str,
-    prompt_cache: str = "exact",
+    prompt_cache: str = PROMPT_CACHE_MODES[0],
 ) -> LoadOptions:
     """The runner's load options: num_ctx clamped to the training context (min 4)."""
     num_ctx = int(runner_opts.get("num_ctx") or 4096)
@@ -167,5 +167,5 @@ def load_options(
         embedding_only=embedding_only,
         flash_attn=flash_attn,
         kv_cache_type=kv_cache_type,
-        prompt_cache="exact" if embedding_only else prompt_cache,
+        prompt_cache=prompt_cache,
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from fixtures.serve_models import ROOT, ggtool, served_ggufs  # noqa: F401 - used by the tests
+from fixtures.serve_models import ROOT, ggtool, served_ggufs
 
 DATA = Path(__file__).parent / "data"
 
